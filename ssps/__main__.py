@@ -1,0 +1,5 @@
+import sys
+
+from ssps.cli import main
+
+sys.exit(main())

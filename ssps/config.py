@@ -1,0 +1,299 @@
+"""Typed, frozen, closed configuration.
+
+One YAML per experiment; ``key.sub=value`` overrides; unknown keys fail with the list of valid ones.
+Derived values are computed where used, never written back.
+
+>>> cfg = load_config(overrides=["train.batch_size=64", "encoder.name=ecapa_tdnn"])
+>>> cfg.train.batch_size, cfg.encoder.name
+(64, 'ecapa_tdnn')
+>>> load_config(overrides=["train.batchsize=64"])
+Traceback (most recent call last):
+...
+ssps.config.ConfigError: unknown key 'train.batchsize'; valid keys: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssps.errors import SSPSError
+
+
+class ConfigError(SSPSError, ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 40
+    window: str = "hamming"  # hamming | hann
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    name: str = "tdnn"  # see ssps.encoders.ENCODERS
+    embed_dim: int = 512
+    channels: int = 0  # model width (ECAPA C, TDNN channels, ResNet base); 0 = the model's default
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    strategy: str = "both"  # none | both (always noise + reverb) | uniform (none/reverb/noise/both)
+    noise_manifest: str = ""  # MUSAN-style noise manifest; empty = built-in coloured noise and babble
+    rir_manifest: str = ""  # RIR manifest; empty = simulated rooms
+    musan_speech_snr: tuple[float, float] = (13.0, 20.0)
+    musan_noise_snr: tuple[float, float] = (0.0, 15.0)
+    musan_music_snr: tuple[float, float] = (5.0, 15.0)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_manifest: str = ""
+    val_trials: str = ""  # trial list for the per-epoch validation EER; empty = none
+    val_root: str = ""  # folder the validation trial paths are relative to
+    val_max_trials: int = 2000
+    num_workers: int = 0
+    min_duration: float = 0.5  # seconds; shorter utterances are skipped and counted
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class SimCLRConfig:
+    crop_seconds: float = 2.0
+    temperature: float = 0.03
+    projector_dims: tuple[int, ...] = ()  # empty = no projector (the paper's setting)
+
+
+@dataclass(frozen=True)
+class DINOConfig:
+    global_crops: int = 2
+    global_seconds: float = 4.0
+    local_crops: int = 4
+    local_seconds: float = 2.0
+    head_hidden: int = 2048
+    head_bottleneck: int = 256
+    head_out: int = 65536
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.04
+    center_momentum: float = 0.9
+    ema_start: float = 0.996
+    ema_end: float = 1.0
+    freeze_last_layer_epochs: int = 1
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "simclr"  # simclr | dino
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    dino: DINOConfig = field(default_factory=DINOConfig)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "step"  # step | cosine
+    step_every_epochs: int = 5
+    step_factor: float = 0.95
+    warmup_epochs: int = 0
+    min_lr: float = 1e-5
+    clip_grad: float = 0.0  # per-parameter gradient-norm clip; 0 = off
+
+
+@dataclass(frozen=True)
+class SSPSConfig:
+    enabled: bool = False
+    start_epoch: int = 100  # SSPS is on from this epoch; the queues fill during the epoch before it
+    sampling: str = "kmeans-repr"  # kmeans-repr | kmeans | knn | oracle (uses labels: upper bound)
+    num_clusters: int = 25000  # K
+    nearest_clusters: int = 1  # M; 0 = the anchor's own cluster
+    kmeans_iterations: int = 10
+    positive_queue_size: int = 25000  # Q'
+    knn_neighbours: int = 3
+    reference_seconds: float = 4.0
+    exclude_same_session: bool = False  # needs a session column (recording metadata, not labels)
+    loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
+    refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
+    queue_dtype: str = "float16"  # float16 | float32
+    dino_store: str = "bottleneck"  # bottleneck (256-d, logits recomputed) | logits
+    save_queues: bool = False  # put the queues in the latest checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 256  # global batch, split across ranks
+    steps_per_epoch: int = 0  # 0 = one pass over the manifest
+    seed: int = 0
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    sync_batchnorm: bool = False
+    threads: int = 0  # torch threads per process; 0 = torch's default
+    log_every: int = 10
+    validate_every: int = 1  # epochs
+    keep_checkpoints: int = 10  # epoch checkpoints kept for averaging
+    nan_policy: str = "stop"  # stop | skip (skip the offending batch)
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ssps: SSPSConfig = field(default_factory=SSPSConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _valid_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _valid_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint, allowing int -> float and list -> tuple."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {hint}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "", root: type | None = None) -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    root = root or cls
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'; valid keys: {', '.join(_valid_keys(root))}"
+            )
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{prefix}{key}.", root)
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data form (dicts, lists, numbers, strings): safe for YAML and ``torch.load(weights_only=True)``."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({e})") from None
+        _set(tree, key.strip(), value)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    tree = apply_overrides(tree, overrides or [])
+    try:
+        return from_dict(Config, tree)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return from_dict(Config, data)
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from ssps.utils.files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

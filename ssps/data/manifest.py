@@ -1,0 +1,122 @@
+"""Manifests: one row per utterance (utterance, path, speaker, session, duration), tab-separated.
+
+The utterance id is the path relative to the audio root (``<speaker>/<session>/<name>.flac``), which is
+also what trial lists name. ``path`` is relative to the manifest's folder unless absolute. ``speaker`` and
+``session`` may be empty (unknown); training never needs them, diagnostics use them when present.
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> rows = [Utterance("a/s1/1.flac", "wav/a/s1/1.flac", "a", "s1", 2.5)]
+>>> write_manifest(os.path.join(d, "m.tsv"), rows)
+>>> m = read_manifest(os.path.join(d, "m.tsv"))
+>>> m.rows[0].speaker, m.rows[0].duration, m.has_speakers, m.has_sessions
+('a', 2.5, True, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssps.errors import SSPSError
+from ssps.utils.files import atomic_write_text
+
+COLUMNS = ("utterance", "path", "speaker", "session", "duration")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utterance: str
+    path: str
+    speaker: str = ""
+    session: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    rows: list[Utterance]
+    root: Path  # folder relative paths are resolved against
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def resolve(self, i: int) -> Path:
+        p = Path(self.rows[i].path)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def has_speakers(self) -> bool:
+        return len(self.rows) > 0 and all(r.speaker for r in self.rows)
+
+    @property
+    def has_sessions(self) -> bool:
+        return len(self.rows) > 0 and all(r.session for r in self.rows)
+
+    def index(self) -> dict[str, int]:
+        """utterance id -> row number."""
+        return {r.utterance: i for i, r in enumerate(self.rows)}
+
+    def labels(self, column: str) -> tuple[list[str], list[int]]:
+        """Distinct values of ``speaker`` or ``session`` and each row's integer code (-1 when empty).
+
+        Sessions are made unique per speaker (``speaker/session``) so that codes never collide.
+        """
+        values = []
+        for r in self.rows:
+            v = getattr(r, column)
+            if column == "session" and v:
+                v = f"{r.speaker}/{v}"
+            values.append(v)
+        names = sorted({v for v in values if v})
+        code = {n: i for i, n in enumerate(names)}
+        return names, [code[v] if v else -1 for v in values]
+
+
+def write_manifest(path: str | Path, rows: list[Utterance]) -> None:
+    """Write atomically: a crash never leaves a half-written manifest."""
+    lines = ["\t".join(COLUMNS)]
+    for r in rows:
+        for value in (r.utterance, r.path, r.speaker, r.session):
+            if "\t" in value or "\n" in value:
+                raise SSPSError(f"{path}: value {value!r} contains a tab or newline")
+        lines.append(f"{r.utterance}\t{r.path}\t{r.speaker}\t{r.session}\t{r.duration:.3f}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read a manifest; a missing file, a bad header or a malformed line is an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SSPSError(f"{path}: manifest not found")
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise SSPSError(f"{path}: empty manifest (expected a header: {' '.join(COLUMNS)})")
+    header = lines[0].split("\t")
+    if header[:2] != ["utterance", "path"]:
+        raise SSPSError(f"{path}:1: expected header columns {', '.join(COLUMNS)}, got {header}")
+    col = {name: i for i, name in enumerate(header)}
+    rows = []
+    seen = set()
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        f = line.split("\t")
+        if len(f) != len(header):
+            raise SSPSError(f"{path}:{n}: expected {len(header)} tab-separated fields, got {len(f)}")
+        get = lambda name: f[col[name]] if name in col else ""  # noqa: E731
+        try:
+            duration = float(get("duration") or 0.0)
+        except ValueError:
+            raise SSPSError(f"{path}:{n}: duration {get('duration')!r} is not a number") from None
+        utt = get("utterance")
+        if not utt or not get("path"):
+            raise SSPSError(f"{path}:{n}: empty utterance or path")
+        if utt in seen:
+            raise SSPSError(f"{path}:{n}: duplicate utterance {utt!r}")
+        seen.add(utt)
+        rows.append(Utterance(utt, get("path"), get("speaker"), get("session"), duration))
+    if not rows:
+        raise SSPSError(f"{path}: manifest has no utterances")
+    return Manifest(rows=rows, root=path.parent, source=path)

@@ -1,0 +1,5 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+
+class SSPSError(Exception):
+    """A problem with the user's input (file, key, value) that the message names."""
