@@ -65,6 +65,9 @@ class DataConfig:
     val_max_trials: int = 2000
     num_workers: int = 0
     min_duration: float = 0.5  # seconds; shorter utterances are skipped and counted
+    check_files: str = (
+        "header"  # header (read each file's header at start) | exists (stat only: huge corpora)
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -73,6 +76,7 @@ class SimCLRConfig:
     crop_seconds: float = 2.0
     temperature: float = 0.03
     projector_dims: tuple[int, ...] = ()  # empty = no projector (the paper's setting)
+    same_view_negatives: bool = True  # NT-Xent over 2N (the reference); false = only the other positives
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,12 @@ class TrainConfig:
     validate_every: int = 1  # epochs
     keep_checkpoints: int = 10  # epoch checkpoints kept for averaging
     nan_policy: str = "stop"  # stop | skip (skip the offending batch)
+    checkpoint_every_steps: int = (
+        0  # also write latest.pt every N steps (mid-epoch resume); 0 = epoch ends only
+    )
+    init: str = (
+        ""  # start from this checkpoint's weights (e.g. a base model before SSPS); empty = random init
+    )
 
 
 @dataclass(frozen=True)
@@ -218,9 +228,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "", root: type | No
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise ConfigError(
-                f"unknown key '{prefix}{key}'; valid keys: {', '.join(_valid_keys(root))}"
-            )
+            raise ConfigError(f"unknown key '{prefix}{key}'; valid keys: {', '.join(_valid_keys(root))}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -232,7 +240,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "", root: type | No
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain-data form (dicts, lists, numbers, strings): safe for YAML and ``torch.load(weights_only=True)``."""
+    """Plain data (dicts, lists, numbers, strings): safe for YAML and ``torch.load(weights_only=True)``."""
     out = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)

@@ -105,7 +105,10 @@ def read_manifest(path: str | Path) -> Manifest:
         f = line.split("\t")
         if len(f) != len(header):
             raise SSPSError(f"{path}:{n}: expected {len(header)} tab-separated fields, got {len(f)}")
-        get = lambda name: f[col[name]] if name in col else ""  # noqa: E731
+
+        def get(name: str, f: list[str] = f) -> str:
+            return f[col[name]] if name in col else ""
+
         try:
             duration = float(get("duration") or 0.0)
         except ValueError:

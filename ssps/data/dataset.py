@@ -1,0 +1,143 @@
+"""Training dataset and the deterministic, resumable, rank-aware batch sampler.
+
+Every random choice for a sample comes from a generator seeded by (seed, epoch, index), so results do not
+depend on the number of loader workers, and a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ssps.audio.io import load_audio
+from ssps.data.manifest import Manifest
+from ssps.errors import SSPSError
+
+log = logging.getLogger("ssps")
+
+
+def usable_rows(manifest: Manifest, min_duration: float, check: str = "header") -> tuple[list[int], dict]:
+    """Indices of rows that can be trained on, and the counts of those skipped (with reasons).
+
+    ``check``: "exists" (stat only, for very large corpora) or "header" (also read the audio header).
+    Rows with a known duration below ``min_duration`` are skipped too.
+    """
+    keep, skipped = [], {"missing": 0, "unreadable": 0, "too_short": 0}
+    examples: dict[str, str] = {}
+    for i, row in enumerate(manifest.rows):
+        path = manifest.resolve(i)
+        reason = None
+        if not path.is_file():
+            reason = "missing"
+        elif check == "header":
+            try:
+                info = sf.info(str(path))
+                if info.frames == 0 or info.frames / info.samplerate < min_duration:
+                    reason = "too_short"
+            except (RuntimeError, sf.LibsndfileError):
+                reason = "unreadable"
+        elif 0 < row.duration < min_duration:
+            reason = "too_short"
+        if reason:
+            skipped[reason] += 1
+            examples.setdefault(reason, str(path))
+        else:
+            keep.append(i)
+    if not keep:
+        raise SSPSError(f"{manifest.source}: no usable utterance ({skipped}; e.g. {examples})")
+    if sum(skipped.values()):
+        log.warning(
+            "skipped %d of %d manifest rows: %s (e.g. %s)",
+            sum(skipped.values()),
+            len(manifest),
+            skipped,
+            examples,
+        )
+    return keep, skipped
+
+
+class TrainDataset(Dataset):
+    """Manifest rows -> views. Items are requested as ``(row, epoch)`` pairs by :class:`EpochBatchSampler`.
+
+    Yields dicts: ``index`` (manifest row), ``views`` (list of float32 arrays), optionally ``reference``.
+    """
+
+    def __init__(self, manifest: Manifest, views: Callable, seed: int, sample_rate: int = 16000):
+        self.manifest = manifest
+        self.views = views
+        self.seed = seed
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, epoch = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        wav = load_audio(self.manifest.resolve(index), self.sample_rate)
+        out = self.views(wav, rng)
+        out["index"] = index
+        return out
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack view k of every item into one (B, N) tensor per view."""
+    out = {
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "views": [torch.from_numpy(np.stack(vs)) for vs in zip(*[it["views"] for it in items], strict=True)],
+    }
+    if "reference" in items[0]:
+        out["reference"] = torch.from_numpy(np.stack([it["reference"] for it in items]))
+    return out
+
+
+class EpochBatchSampler(Sampler):
+    """Global batches from a permutation seeded by (seed, epoch); each rank takes its slice.
+
+    Args:
+        rows: usable manifest rows.
+        global_batch: batch size across all ranks (must divide by ``world_size``).
+        steps: batches per epoch; 0 = one pass (the last incomplete batch is dropped).
+        start_step: batches of this epoch to skip (mid-epoch resume).
+    """
+
+    def __init__(
+        self,
+        rows: list[int],
+        global_batch: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        steps: int = 0,
+        start_step: int = 0,
+    ):
+        if global_batch % world_size:
+            raise SSPSError(f"train.batch_size={global_batch} does not divide by {world_size} ranks")
+        if len(rows) < global_batch:
+            raise SSPSError(
+                f"train.batch_size={global_batch} is larger than the {len(rows)} usable utterances"
+            )
+        self.rows = np.asarray(rows)
+        self.global_batch = global_batch
+        self.local = global_batch // world_size
+        self.seed, self.epoch, self.rank = seed, epoch, rank
+        self.steps = steps or len(rows) // global_batch
+        self.start_step = start_step
+
+    def __len__(self) -> int:
+        return self.steps - self.start_step
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        rng = np.random.default_rng([self.seed, self.epoch, 7919])
+        need = self.steps * self.global_batch
+        perm = np.concatenate([rng.permutation(self.rows) for _ in range(-(-need // len(self.rows)))])
+        for step in range(self.start_step, self.steps):
+            batch = perm[step * self.global_batch : (step + 1) * self.global_batch]
+            mine = batch[self.rank * self.local : (self.rank + 1) * self.local]
+            yield [(int(i), self.epoch) for i in mine]

@@ -1,0 +1,60 @@
+"""Schedules are data: pure functions that return one value per training step.
+
+>>> step_decay(1.0, steps_per_epoch=2, epochs=4, every=2, factor=0.5).tolist()
+[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
+>>> [round(v, 3) for v in cosine(1.0, 0.0, total=5, warmup=1).tolist()]
+[0.0, 1.0, 0.854, 0.5, 0.146]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssps.config import Config
+from ssps.errors import SSPSError
+
+
+def step_decay(base: float, steps_per_epoch: int, epochs: int, every: int, factor: float) -> np.ndarray:
+    """``base * factor ** (epoch // every)`` for every step."""
+    epoch = np.arange(steps_per_epoch * epochs) // steps_per_epoch
+    return base * factor ** (epoch // max(every, 1))
+
+
+def cosine(start: float, end: float, total: int, warmup: int = 0, warmup_start: float = 0.0) -> np.ndarray:
+    """Linear warm-up from ``warmup_start`` over ``warmup`` steps, then cosine from ``start`` to ``end``."""
+    warm = np.linspace(warmup_start, start, warmup, endpoint=False) if warmup else np.zeros(0)
+    t = np.arange(total - len(warm)) / max(total - len(warm), 1)
+    return np.concatenate([warm, end + 0.5 * (start - end) * (1 + np.cos(np.pi * t))])
+
+
+def learning_rate(cfg: Config, steps_per_epoch: int, world_size: int = 1) -> np.ndarray:
+    """Per-step learning rate for the whole run (``cfg.train.epochs`` epochs)."""
+    o, epochs = cfg.optim, cfg.train.epochs
+    total = steps_per_epoch * epochs
+    if o.schedule == "step":
+        return step_decay(o.lr, steps_per_epoch, epochs, o.step_every_epochs, o.step_factor)
+    if o.schedule == "cosine":
+        return cosine(o.lr, o.min_lr, total, o.warmup_epochs * steps_per_epoch)
+    if o.schedule == "constant":
+        return np.full(total, o.lr)
+    raise SSPSError(f"optim.schedule={o.schedule!r}: expected step, cosine or constant")
+
+
+def teacher_momentum(cfg: Config, steps_per_epoch: int) -> np.ndarray:
+    """DINO teacher EMA momentum, cosine from ``ema_start`` to ``ema_end``."""
+    d = cfg.method.dino
+    return cosine(d.ema_start, d.ema_end, steps_per_epoch * cfg.train.epochs)
+
+
+def ssps_phase(cfg: Config, epoch: int, queue_ready: bool) -> str:
+    """'off', 'fill' (queues filled, base loss) or 'on' (SSPS positives) for ``epoch``.
+
+    SSPS needs queues filled by one whole epoch first; a run started from a base checkpoint
+    (``train.init``) therefore fills during its first epoch even past ``ssps.start_epoch``.
+    """
+    s = cfg.ssps
+    if not s.enabled or epoch < s.start_epoch - 1:
+        return "off"
+    if epoch >= s.start_epoch and queue_ready:
+        return "on"
+    return "fill"

@@ -1,0 +1,110 @@
+"""What the loop needs from a method, in one shape for SimCLR and DINO.
+
+``forward`` gives (anchors, positives, stored): ``positives`` is what the loss pairs with the anchors,
+``stored`` what the SSPS positive queue keeps for it (possibly smaller), and ``from_stored`` turns a stored
+entry back into a positive. SSPS then only replaces ``positives``; the methods never change for it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ssps.config import Config
+
+
+class SimCLRForward(nn.Module):
+    """Views -> (anchor embeddings (B, D), positive embeddings (B, D)). Wrapped in DDP when distributed."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.method.embed(views)
+        return z[0], z[1]
+
+
+class DINOForward(nn.Module):
+    """Views -> student logits of every crop. The teacher runs outside (no gradient, not synced)."""
+
+    def __init__(self, method: nn.Module, n_global: int):
+        super().__init__()
+        self.method = method
+        self.n_global = n_global
+
+    def forward(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.method.student_forward(views[: self.n_global], views[self.n_global :])
+
+
+class SimCLRSteps:
+    """SimCLR: anchors = view 1, positives = view 2; the queue stores view-2 embeddings as they are."""
+
+    def __init__(self, method: nn.Module, cfg: Config):
+        self.method = method
+        self.forward_module = SimCLRForward(method)
+        self.temperature = cfg.method.simclr.temperature
+
+    def positive_shape(self, embed_dim: int) -> tuple[int, ...]:
+        return (embed_dim,)
+
+    def forward(self, model: nn.Module, views: list[torch.Tensor]):
+        anchors, positives = model(views)
+        return anchors, positives, positives.detach()
+
+    def from_stored(self, stored: torch.Tensor) -> torch.Tensor:
+        return stored
+
+    def loss(self, anchors, positives, teacher_temperature: float) -> torch.Tensor:
+        return self.method.loss(anchors, positives, self.temperature)
+
+
+class DINOSteps:
+    """DINO: anchors = student logits of all crops, positives = teacher logits of the global crops (B, G, K).
+
+    The queue stores the teacher's 256-d bottleneck (``ssps.dino_store=bottleneck``; logits are recomputed
+    with the current teacher's last layer when sampled) or the logits themselves.
+    """
+
+    def __init__(self, method: nn.Module, cfg: Config):
+        self.method = method
+        self.n_global = cfg.method.dino.global_crops
+        self.forward_module = DINOForward(method, self.n_global)
+        self.store = cfg.ssps.dino_store
+        self.bottleneck = cfg.method.dino.head_bottleneck
+        self.out = cfg.method.dino.head_out
+
+    def positive_shape(self, embed_dim: int) -> tuple[int, ...]:
+        return (self.n_global, self.bottleneck if self.store == "bottleneck" else self.out)
+
+    def forward(self, model: nn.Module, views: list[torch.Tensor]):
+        student = model(views)
+        logits, bottlenecks = self.method.teacher_forward(views[: self.n_global])
+        positives = torch.stack(logits, dim=1)  # (B, G, K)
+        stored = torch.stack(bottlenecks, dim=1) if self.store == "bottleneck" else positives
+        return student, positives, stored
+
+    @torch.no_grad()
+    def from_stored(self, stored: torch.Tensor) -> torch.Tensor:
+        if self.store != "bottleneck":
+            return stored
+        b, g, d = stored.shape
+        return self.method.teacher_logits(stored.reshape(b * g, d).float()).reshape(b, g, -1)
+
+    def loss(self, anchors, positives, teacher_temperature: float) -> torch.Tensor:
+        targets = [positives[:, g] for g in range(positives.shape[1])]
+        return self.method.loss(anchors, targets, teacher_temperature)
+
+
+STEPS = {"simclr": SimCLRSteps, "dino": DINOSteps}
+
+
+@torch.no_grad()
+def reference_embeddings(method: nn.Module, reference: torch.Tensor) -> torch.Tensor:
+    """Clean reference frames (B, N) -> encoder outputs (B, D), in eval mode, without gradient (SSPS.md)."""
+    encoder = method.reference_encoder()
+    was_training = encoder.training
+    encoder.eval()
+    emb = encoder(reference)
+    encoder.train(was_training)
+    return emb.float()
