@@ -43,7 +43,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
     bar = tqdm(
         loader,
         desc=f"epoch {epoch} [{phase}]",
-        disable=not dist.is_main(),
+        disable=True if not dist.is_main() else None,
         leave=False,
         dynamic_ncols=True,
         initial=start_step,
@@ -63,7 +63,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
             loss, terms = loss_same, {"loss_same": loss_same.detach()}
             if phase == "on":
                 # SSPS: a pseudo-positive from the queue replaces the same-utterance positive where found.
-                drawn = sampler.sample(index)
+                drawn = sampler.sample(index, step=it)
                 found = drawn.found.view(-1, *[1] * (positives.dim() - 1))
                 replaced = torch.where(
                     found, steps.from_stored(drawn.positives.to(positives.dtype)), positives

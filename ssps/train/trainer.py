@@ -47,7 +47,7 @@ def build_views(cfg: Config, train_paths: list[str]) -> Views:
         augment = Augmenter(
             cfg.data.augment,
             sample_rate=cfg.features.sample_rate,
-            speech_paths=train_paths,
+            train_paths=train_paths,
             seed=cfg.train.seed,
         )
     reference = cfg.ssps.reference_seconds if cfg.ssps.enabled else 0.0
@@ -303,12 +303,12 @@ def validate(run: Run) -> dict[str, float]:
     cfg = run.cfg
     embedder = run.method.eval_embedder()
     was_training = embedder.training
+    root = cfg.data.val_root or Path(cfg.data.val_trials).parent
     results = evaluate(
         embedder.eval(),
         cfg.data.val_trials,
-        cfg.data.val_root or None,
+        root,
         max_trials=cfg.data.val_max_trials,
-        seed=cfg.train.seed,
         device=run.device,
         progress=False,
     )

@@ -1,0 +1,57 @@
+"""Shared fixtures: a toy corpus synthesised in numpy (no TTS), small enough for unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ssps.data.manifest import Utterance, write_manifest
+
+torch.set_num_threads(1)
+
+
+def make_toy_corpus(
+    root: Path, speakers: int = 4, sessions: int = 2, utterances: int = 3, seconds: float = 1.5, seed: int = 0
+) -> Path:
+    """Write ``root/wav/<spk>/<sess>/<n>.wav`` (speaker = pitch and timbre, session = filter and noise),
+    ``root/train.tsv`` and ``root/trials.txt`` (VoxCeleb format, cross-session). Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    sr = 16000
+    t = np.arange(int(seconds * sr)) / sr
+    rows = []
+    for s in range(speakers):
+        f0 = 100 + 40 * s
+        harmonics = rng.uniform(0.2, 1.0, size=8)
+        for e in range(sessions):
+            tilt = rng.uniform(0.5, 1.0)
+            noise_level = rng.uniform(0.01, 0.05)
+            for u in range(utterances):
+                vibrato = 1 + 0.02 * np.sin(2 * np.pi * rng.uniform(3, 6) * t)
+                wav = sum(
+                    h * tilt**k * np.sin(2 * np.pi * f0 * (k + 1) * vibrato * t)
+                    for k, h in enumerate(harmonics)
+                )
+                wav = wav * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 3) * t) ** 2)
+                wav = 0.3 * wav / np.abs(wav).max() + noise_level * rng.standard_normal(len(t))
+                utt = f"spk{s}/sess{e}/{u:03d}.wav"
+                path = root / "wav" / utt
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, wav.astype(np.float32), sr)
+                rows.append(Utterance(utt, f"wav/{utt}", f"spk{s}", f"sess{e}", seconds))
+    write_manifest(root / "train.tsv", rows)
+    lines = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            if a.speaker != b.speaker or a.session != b.session:  # targets only across sessions
+                lines.append(f"{int(a.speaker == b.speaker)} {a.utterance} {b.utterance}")
+    (root / "trials.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> Path:
+    return make_toy_corpus(tmp_path_factory.mktemp("toy"))
