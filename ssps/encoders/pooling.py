@@ -1,0 +1,103 @@
+"""Temporal pooling: frame-level features (B, C, T) -> utterance statistics (B, 2C).
+
+Every pooling here returns the (optionally attention-weighted) mean and standard deviation over time,
+concatenated, so encoders can accept any number of frames.
+
+>>> import torch
+>>> StatsPool()(torch.randn(2, 8, 30)).shape
+torch.Size([2, 16])
+>>> AttentiveStatsPool(8, attention_channels=4)(torch.randn(2, 8, 30)).shape
+torch.Size([2, 16])
+>>> SelfAttentiveStatsPool(8)(torch.randn(2, 8, 30)).shape
+torch.Size([2, 16])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+VAR_FLOOR = 1e-5  # keeps sqrt differentiable on constant channels
+
+
+def weighted_stats(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean and std over time, computed in float32 so half-precision training stays stable.
+
+    Args:
+        x: (B, C, T) features.
+        weights: (B, C, T) or (B, 1, T) non-negative weights that sum to 1 over T.
+
+    Returns:
+        (B, 2C) concatenated mean and std.
+    """
+    x, weights = x.float(), weights.float()
+    mean = (weights * x).sum(dim=-1)  # (B, C)
+    var = (weights * (x - mean.unsqueeze(-1)).square()).sum(dim=-1)
+    return torch.cat([mean, var.clamp(min=VAR_FLOOR).sqrt()], dim=1)
+
+
+def _uniform(x: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(x[:, :1], 1.0 / x.shape[-1])  # (B, 1, T)
+
+
+class StatsPool(nn.Module):
+    """Plain mean and std over time (x-vector statistics pooling)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, 2C)."""
+        return weighted_stats(x, _uniform(x))
+
+
+class AttentiveStatsPool(nn.Module):
+    """ECAPA-TDNN's channel-wise attentive statistics pooling (Desplanques et al. 2020).
+
+    Each channel gets its own softmax over time. With ``global_context`` the attention also sees the
+    utterance's mean and std, so it can weigh a frame against the whole recording.
+
+    Args:
+        channels: C, the frame-level feature size.
+        attention_channels: width of the attention bottleneck.
+        global_context: concatenate utterance mean and std to every frame before scoring it.
+    """
+
+    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True):
+        super().__init__()
+        self.global_context = global_context
+        in_channels = 3 * channels if global_context else channels
+        self.attention = nn.Sequential(
+            nn.Conv1d(in_channels, attention_channels, kernel_size=1),
+            nn.ReLU(),
+            nn.BatchNorm1d(attention_channels),
+            nn.Tanh(),
+            nn.Conv1d(attention_channels, channels, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, 2C)."""
+        scores_in = x
+        if self.global_context:
+            stats = weighted_stats(x, _uniform(x)).to(x.dtype)  # (B, 2C): mean, std
+            scores_in = torch.cat([x, stats.unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)  # (B, 3C, T)
+        weights = torch.softmax(self.attention(scores_in).float(), dim=-1)  # (B, C, T)
+        return weighted_stats(x, weights)
+
+
+class SelfAttentiveStatsPool(nn.Module):
+    """Self-attentive statistics pooling (the Fast ResNet-34's SAP/ASP): one softmax over time shared by
+    all channels, scored by ``v^T tanh(W h_t + b)``.
+
+    Args:
+        channels: C, the frame-level feature size.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.linear = nn.Linear(channels, channels)
+        self.context = nn.Parameter(torch.empty(channels, 1))
+        nn.init.xavier_normal_(self.context)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, 2C)."""
+        h = torch.tanh(self.linear(x.transpose(1, 2)))  # (B, T, C)
+        scores = (h @ self.context.to(h.dtype)).transpose(1, 2)  # (B, 1, T)
+        return weighted_stats(x, torch.softmax(scores.float(), dim=-1))
