@@ -59,21 +59,24 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
 
         with run.autocast():
             anchors, positives, stored = steps.forward(run.model, views)
-            loss_same = steps.loss(anchors, positives, run.teacher_temperature)
-            loss, terms = loss_same, {"loss_same": loss_same.detach()}
             if phase == "on":
                 # SSPS: a pseudo-positive from the queue replaces the same-utterance positive where found.
                 drawn = sampler.sample(index, step=it)
                 found = drawn.found.view(-1, *[1] * (positives.dim() - 1))
-                replaced = torch.where(
-                    found, steps.from_stored(drawn.positives.to(positives.dtype)), positives
-                )
-                loss_ssps = steps.loss(anchors, replaced, run.teacher_temperature)
+                pseudo = steps.from_stored(drawn.positives.to(positives.dtype))
+                replaced = torch.where(found, pseudo, positives)
+                loss = steps.loss(anchors, replaced, run.teacher_temperature)  # DINO's centre sees these
+                terms = {"loss_ssps": loss.detach()}
                 w = cfg.ssps.loss_weight
-                loss = w * loss_ssps + (1 - w) * loss_same if w < 1 else loss_ssps
-                terms["loss_ssps"] = loss_ssps.detach()
+                if w < 1:  # optionally mixed with the same-utterance loss
+                    same = steps.loss(anchors, positives, run.teacher_temperature, update_center=False)
+                    terms["loss_same"] = same.detach()
+                    loss = w * loss + (1 - w) * same
                 for key, value in run.batch_diagnostics(index, drawn).items():
                     ssps_sums[key] = ssps_sums.get(key, 0.0) + value
+            else:
+                loss = steps.loss(anchors, positives, run.teacher_temperature)
+                terms = {"loss_same": loss.detach()}
 
         if not torch.isfinite(loss):
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())

@@ -55,7 +55,9 @@ class SimCLRSteps:
     def from_stored(self, stored: torch.Tensor) -> torch.Tensor:
         return stored
 
-    def loss(self, anchors, positives, teacher_temperature: float) -> torch.Tensor:
+    def loss(
+        self, anchors, positives, teacher_temperature: float, update_center: bool = True
+    ) -> torch.Tensor:
         return self.method.loss(anchors, positives, self.temperature)
 
 
@@ -91,9 +93,11 @@ class DINOSteps:
         b, g, d = stored.shape
         return self.method.teacher_logits(stored.reshape(b * g, d).float()).reshape(b, g, -1)
 
-    def loss(self, anchors, positives, teacher_temperature: float) -> torch.Tensor:
+    def loss(
+        self, anchors, positives, teacher_temperature: float, update_center: bool = True
+    ) -> torch.Tensor:
         targets = [positives[:, g] for g in range(positives.shape[1])]
-        return self.method.loss(anchors, targets, teacher_temperature)
+        return self.method.loss(anchors, targets, teacher_temperature, update_center=update_center)
 
 
 STEPS = {"simclr": SimCLRSteps, "dino": DINOSteps}
