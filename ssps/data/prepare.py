@@ -1,0 +1,375 @@
+"""``ssps data prepare {voxceleb,csv,kaldi,musan,rir}``: real corpora -> manifests (and trial lists).
+
+Every preparation reads each file's duration from its header, checks everything first and then writes
+atomically, so a failure never leaves a half-written manifest. Manifest paths are relative to the
+manifest's folder when the audio lies under it, absolute otherwise.
+
+- voxceleb: speaker folders ``id\\d+`` anywhere under ROOT, laid out ``<speaker>/<video>/<n>.wav``
+  (VoxCeleb1 ``wav/``, VoxCeleb2 ``dev/aac/``). Utterance id ``<speaker>/<video>/<n>.<ext>``, session =
+  video. Trial lists found under ROOT by name are checked against the manifest and copied to
+  ``DIR/trials/``. VoxCeleb2 ships AAC (``.m4a``), which libsndfile cannot decode: durations then come
+  from ffprobe, but training reads wav/flac, so convert first (a ``.wav`` next to its ``.m4a`` wins)::
+
+      find ROOT -name '*.m4a' -exec sh -c 'ffmpeg -v error -i "$1" -ac 1 -ar 16000 "${1%.m4a}.wav"' _ {} \\;
+
+- csv: columns ``path`` (required), ``speaker``, ``session``, ``utterance`` (optional; default: the path
+  as written). Comma- or tab-separated; relative paths resolve against the CSV's folder.
+- kaldi: ``wav.scp`` (plain ``utt path`` lines), optional ``utt2spk`` and ``utt2sess``; utterance id =
+  Kaldi's. Relative paths resolve against the current directory, as in Kaldi recipes.
+- musan / rir: noise manifests in the same format, ``speaker`` = category (MUSAN: speech | noise |
+  music; RIR: the first folder under ROOT, e.g. ``smallroom``), ``session`` = the folder holding the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssps.audio.io import audio_duration
+from ssps.data.manifest import Utterance, write_manifest
+from ssps.data.trials import read_trials
+from ssps.errors import SSPSError
+from ssps.utils.files import atomic_path, sha256
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".m4a")  # in order of preference when two share a stem
+FFPROBE_SUFFIXES = (".m4a",)  # AAC: libsndfile cannot read it
+TRIAL_LISTS = {
+    "veri_test.txt": "VoxCeleb1-O",
+    "veri_test2.txt": "VoxCeleb1-O cleaned",
+    "list_test_all.txt": "VoxCeleb1-E",
+    "list_test_all2.txt": "VoxCeleb1-E cleaned",
+    "list_test_hard.txt": "VoxCeleb1-H",
+    "list_test_hard2.txt": "VoxCeleb1-H cleaned",
+}
+MUSAN_CATEGORIES = ("speech", "noise", "music")
+_SPEAKER_DIR = re.compile(r"id\d+")
+
+
+@dataclass(frozen=True)
+class TrialList:
+    name: str  # file name, e.g. veri_test2.txt
+    path: Path  # the copy under DIR/trials/
+    trials: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A manifest row before its duration is read."""
+
+    utterance: str
+    file: Path
+    speaker: str = ""
+    session: str = ""
+
+
+def _check_dir(root: Path, what: str) -> Path:
+    if not root.is_dir():
+        raise SSPSError(f"{root}: {what} folder not found")
+    return root
+
+
+def _audio_files(root: Path) -> list[Path]:
+    """Audio files under ``root`` (symlinks followed), sorted; of two sharing a stem, the preferred one."""
+    best: dict[Path, Path] = {}
+    rank = {s: i for i, s in enumerate(AUDIO_SUFFIXES)}
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs.sort()
+        for name in names:
+            p = Path(folder, name)
+            suffix = p.suffix.lower()
+            if suffix in rank and not name.startswith("."):
+                stem = p.with_suffix("")
+                if stem not in best or rank[suffix] < rank[best[stem].suffix.lower()]:
+                    best[stem] = p
+    return sorted(best.values())
+
+
+def _ffprobe_duration(path: Path) -> float:
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise SSPSError(
+            f"{path}: cannot read {path.suffix} without ffprobe; install ffmpeg or convert to wav: "
+            f"ffmpeg -i IN{path.suffix} -ac 1 -ar 16000 OUT.wav (see `ssps data prepare voxceleb -h`)"
+        )
+    cmd = [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return float(done.stdout.strip())
+    except ValueError:
+        message = (done.stderr.strip().splitlines() or ["no duration"])[-1]
+        raise SSPSError(f"{path}: ffprobe cannot read it ({message})") from None
+
+
+def _duration(path: Path) -> float:
+    if path.suffix.lower() in FFPROBE_SUFFIXES:
+        return _ffprobe_duration(path)
+    return audio_duration(path)
+
+
+def _rows(items: list[_Item], manifest: Path, jobs: int) -> list[Utterance]:
+    """Read every duration (threads: header reads and ffprobe calls wait on I/O) and build the rows."""
+    seen: dict[str, Path] = {}
+    for item in items:
+        if item.utterance in seen:
+            raise SSPSError(f"{item.file}: utterance id {item.utterance!r} also names {seen[item.utterance]}")
+        seen[item.utterance] = item.file
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        durations = list(pool.map(_duration, [item.file for item in items]))
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error, do not read the remaining headers
+    folder = Path(os.path.abspath(manifest.parent))
+    rows = []
+    for item, duration in zip(items, durations, strict=True):
+        file = Path(os.path.abspath(item.file))
+        path = file.relative_to(folder).as_posix() if file.is_relative_to(folder) else str(file)
+        rows.append(Utterance(item.utterance, path, item.speaker, item.session, duration))
+    return rows
+
+
+def _write(out: Path, rows: list[Utterance]) -> None:
+    try:
+        write_manifest(out, rows)
+    except OSError as e:
+        raise SSPSError(f"{out}: cannot write the manifest ({e.strerror or e})") from None
+
+
+def summarize(rows: list[Utterance]) -> str:
+    """One line: speakers, sessions, utterances, hours."""
+    speakers = {r.speaker for r in rows if r.speaker}
+    sessions = {(r.speaker, r.session) for r in rows if r.session}
+    hours = sum(r.duration for r in rows) / 3600
+    return f"{len(speakers)} speakers, {len(sessions)} sessions, {len(rows)} utterances, {hours:.2f} hours"
+
+
+def _check_trials(path: Path, known: set[str]) -> int:
+    """The number of trials; every utterance they name must be in the manifest."""
+    t = read_trials(path)
+    for n, pair in enumerate(zip(t.enroll, t.test, strict=True), start=1):
+        for utt in pair:
+            if utt not in known:
+                raise SSPSError(f"{path}: trial {n} names utterance {utt!r}, which is not in the manifest")
+    return len(t)
+
+
+def prepare_voxceleb(
+    root: str | Path, out_dir: str | Path, jobs: int = 8
+) -> tuple[list[Utterance], list[TrialList]]:
+    """Write ``out_dir/manifest.tsv`` and copy the trial lists found under ``root`` to ``out_dir/trials/``."""
+    root, out_dir = _check_dir(Path(root), "VoxCeleb root"), Path(out_dir)
+    copies = Path(os.path.abspath(out_dir / "trials"))  # an earlier run's copies, when DIR is under ROOT
+    items, found = [], []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        if Path(os.path.abspath(folder)) != copies:
+            found += [Path(folder, n) for n in names if n in TRIAL_LISTS]
+        speakers = sorted(d for d in dirs if _SPEAKER_DIR.fullmatch(d))
+        dirs[:] = sorted(d for d in dirs if d not in speakers)  # do not look for speakers inside speakers
+        for speaker in speakers:
+            for file in _audio_files(Path(folder, speaker)):
+                rel = file.relative_to(folder)
+                session = rel.parts[1] if len(rel.parts) > 2 else ""
+                items.append(_Item(rel.as_posix(), file, speaker, session))
+    if not items:
+        raise SSPSError(f"{root}: no audio found in speaker folders id<digits>/<video>/ (wav, flac, m4a)")
+    rows = _rows(items, out_dir / "manifest.tsv", jobs)
+    known = {r.utterance for r in rows}
+    found.sort()
+    names = [p.name for p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SSPSError(f"{root}: trial list {twice[0]} found more than once; keep one copy under ROOT")
+    counts = [_check_trials(p, known) for p in found]  # all checked before anything is written
+    trials = []
+    for src, count in zip(found, counts, strict=True):
+        dst = out_dir / "trials" / src.name
+        try:
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        except OSError as e:
+            raise SSPSError(f"{dst}: cannot write the trial list ({e.strerror or e})") from None
+        trials.append(TrialList(src.name, dst, count, sha256(dst)))
+    _write(out_dir / "manifest.tsv", rows)
+    return rows, trials
+
+
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    if not path.is_file():
+        raise SSPSError(f"{path}: file not found")
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: spreadsheets write a BOM
+    delimiter = "\t" if lines and "\t" in lines[0] else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [h.strip() for h in next(reader, [])]
+    records = []
+    for n, fields in enumerate(reader, start=2):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            raise SSPSError(
+                f"{path}:{n}: expected {len(header)} fields ({', '.join(header)}), got {len(fields)}"
+            )
+        records.append((n, {h: f.strip() for h, f in zip(header, fields, strict=True)}))
+    return header, records
+
+
+def prepare_csv(csv_path: str | Path, out: str | Path, jobs: int = 8) -> list[Utterance]:
+    """Write a manifest from a CSV with columns path, [speaker], [session], [utterance]."""
+    csv_path, out = Path(csv_path), Path(out)
+    header, records = _read_table(csv_path)
+    if "path" not in header:
+        raise SSPSError(f"{csv_path}: no 'path' column (columns: {', '.join(header) or 'none'})")
+    items = []
+    for n, rec in records:
+        if not rec["path"]:
+            raise SSPSError(f"{csv_path}:{n}: empty path")
+        file = Path(rec["path"])
+        file = file if file.is_absolute() else csv_path.parent / file
+        if not file.is_file():
+            raise SSPSError(f"{csv_path}:{n}: audio file {file} not found")
+        utt = rec.get("utterance") or Path(rec["path"]).as_posix()
+        items.append(_Item(utt, file, rec.get("speaker", ""), rec.get("session", "")))
+    if not items:
+        raise SSPSError(f"{csv_path}: no rows")
+    rows = _rows(items, out, jobs)
+    _write(out, rows)
+    return rows
+
+
+def _read_kaldi_map(path: Path) -> dict[str, str]:
+    table = {}
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise SSPSError(f"{path}:{n}: expected 'utterance value', got {line!r}")
+        if fields[0] in table:
+            raise SSPSError(f"{path}:{n}: duplicate utterance {fields[0]!r}")
+        table[fields[0]] = fields[1].strip()
+    return table
+
+
+def prepare_kaldi(data_dir: str | Path, out: str | Path, jobs: int = 8) -> list[Utterance]:
+    """Write a manifest from a Kaldi data folder (wav.scp, utt2spk, utt2sess)."""
+    data_dir, out = _check_dir(Path(data_dir), "Kaldi data"), Path(out)
+    if (data_dir / "segments").exists():
+        raise SSPSError(
+            f"{data_dir / 'segments'}: segments are not supported; cut the segments into files first"
+        )
+    scp = data_dir / "wav.scp"
+    if not scp.is_file():
+        raise SSPSError(f"{scp}: not found (a Kaldi data folder needs wav.scp)")
+    wavs = _read_kaldi_map(scp)
+    extra = {
+        name: _read_kaldi_map(data_dir / name)
+        for name in ("utt2spk", "utt2sess")
+        if (data_dir / name).is_file()
+    }
+    items = []
+    for utt, value in wavs.items():
+        if value.endswith("|") or " " in value or value.startswith("ark:") or re.search(r"\.ark:\d+$", value):
+            raise SSPSError(
+                f"{scp}: utterance {utt!r}: {value!r} is a command or an archive; "
+                "only plain 'utterance path' lines are supported (write the audio to files first)"
+            )
+        file = Path(value) if Path(value).is_absolute() else Path.cwd() / value
+        if not file.is_file():
+            raise SSPSError(f"{scp}: utterance {utt!r}: audio file {file} not found")
+        labels = {}
+        for name, table in extra.items():
+            if utt not in table:
+                raise SSPSError(f"{data_dir / name}: no entry for utterance {utt!r} of wav.scp")
+            labels[name] = table[utt]
+        items.append(_Item(utt, file, labels.get("utt2spk", ""), labels.get("utt2sess", "")))
+    if not items:
+        raise SSPSError(f"{scp}: no utterances")
+    rows = _rows(items, out, jobs)
+    _write(out, rows)
+    return rows
+
+
+def _prepare_noise(root: Path, out: Path, jobs: int, category_of, what: str) -> list[Utterance]:
+    root = _check_dir(root, what)
+    items = []
+    for file in _audio_files(root):
+        rel = file.relative_to(root)
+        category = category_of(rel)
+        if category:
+            items.append(_Item(rel.as_posix(), file, category, rel.parent.name))
+    if not items:
+        raise SSPSError(f"{root}: no {what} audio found")
+    rows = _rows(items, out, jobs)
+    _write(out, rows)
+    return rows
+
+
+def prepare_musan(root: str | Path, out: str | Path, jobs: int = 8) -> list[Utterance]:
+    """MUSAN noise manifest: speaker = category (speech | noise | music), from the first matching folder."""
+
+    def category(rel: Path) -> str:
+        return next((p for p in rel.parts[:-1] if p in MUSAN_CATEGORIES), "")
+
+    return _prepare_noise(Path(root), Path(out), jobs, category, "MUSAN (speech/, noise/, music/)")
+
+
+def prepare_rir(root: str | Path, out: str | Path, jobs: int = 8) -> list[Utterance]:
+    """RIR manifest: speaker = first folder under ROOT; files with 'noise' in their path are skipped."""
+
+    def category(rel: Path) -> str:
+        # RIRS_NOISES keeps isotropic and point-source noises beside the RIRs.
+        return "" if "noise" in rel.as_posix().lower() else (rel.parts[0] if len(rel.parts) > 1 else "rir")
+
+    return _prepare_noise(Path(root), Path(out), jobs, category, "RIR")
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.corpus == "voxceleb":
+        rows, trials = prepare_voxceleb(args.source, args.out, args.jobs)
+        print(f"wrote {Path(args.out) / 'manifest.tsv'}: {summarize(rows)}")
+        for t in trials:
+            print(f"trials {t.path} ({TRIAL_LISTS[t.name]}): {t.trials} trials, sha256 {t.sha256}")
+        return 0
+    prepare = {"csv": prepare_csv, "kaldi": prepare_kaldi, "musan": prepare_musan, "rir": prepare_rir}
+    rows = prepare[args.corpus](args.source, args.out, args.jobs)
+    if args.corpus in ("musan", "rir"):  # the speaker column holds categories
+        hours = {
+            c: sum(r.duration for r in rows if r.speaker == c) / 3600
+            for c in sorted({r.speaker for r in rows})
+        }
+        counts = {c: sum(r.speaker == c for r in rows) for c in hours}
+        per = ", ".join(f"{c} {counts[c]} files {h:.2f} h" for c, h in hours.items())
+        print(f"wrote {args.out}: {len(rows)} files ({per})")
+    else:
+        print(f"wrote {args.out}: {summarize(rows)}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("prepare", help="write a manifest (and trial lists) for a real corpus")
+    corpora = parser.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
+    helps = {
+        "voxceleb": (
+            "ROOT",
+            "DIR",
+            "VoxCeleb1/2: DIR/manifest.tsv and DIR/trials/ (m4a: convert with ffmpeg)",
+        ),
+        "csv": ("FILE", "MANIFEST", "a CSV with columns path, [speaker], [session], [utterance]"),
+        "kaldi": ("DIR", "MANIFEST", "a Kaldi data folder: wav.scp, [utt2spk], [utt2sess]"),
+        "musan": ("ROOT", "MANIFEST", "MUSAN noises; speaker column = speech | noise | music"),
+        "rir": ("ROOT", "MANIFEST", "room impulse responses (e.g. RIRS_NOISES/simulated_rirs)"),
+    }
+    for corpus, (source, out, text) in helps.items():
+        p = corpora.add_parser(
+            corpus, help=text, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        )
+        p.add_argument("source", metavar=source)
+        p.add_argument("--out", required=True, metavar=out)
+        p.add_argument("--jobs", type=int, default=8, help="threads reading audio headers (default 8)")
+        p.set_defaults(func=_command)
