@@ -1,0 +1,215 @@
+"""The SSPS sampler on synthetic embeddings: speakers are blobs, sessions an offset per recording."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import chisquare
+
+from ssps.config import SSPSConfig
+from ssps.errors import SSPSError
+from ssps.sampling.diagnostics import cluster_diagnostics, sampling_diagnostics
+from ssps.sampling.ssps import SSPSSampler
+
+SPEAKERS, SESSIONS, UTTS, DIM = 12, 4, 6, 32
+N = SPEAKERS * SESSIONS * UTTS
+
+
+def _corpus(seed: int = 0):
+    """Reference embeddings = speaker direction + session offset + noise; (N, DIM), speakers, sessions."""
+    g = torch.Generator().manual_seed(seed)
+    speaker = torch.arange(SPEAKERS).repeat_interleave(SESSIONS * UTTS)
+    session = torch.arange(SPEAKERS * SESSIONS).repeat_interleave(UTTS)  # unique per speaker
+    centres = F.normalize(torch.randn(SPEAKERS, DIM, generator=g), dim=1)
+    offsets = 0.4 * F.normalize(torch.randn(SPEAKERS * SESSIONS, DIM, generator=g), dim=1)
+    ref = centres[speaker] + offsets[session] + 0.1 * torch.randn(N, DIM, generator=g)
+    return F.normalize(ref, dim=1), speaker, session
+
+
+def _sampler(sampling="kmeans-repr", fill=True, with_labels=True, **cfg_kw) -> SSPSSampler:
+    cfg_kw = {
+        "num_clusters": SPEAKERS * SESSIONS,
+        "positive_queue_size": N,
+        "queue_dtype": "float32",
+        **cfg_kw,
+    }
+    cfg = SSPSConfig(sampling=sampling, **cfg_kw)
+    ref, speaker, session = _corpus()
+    s = SSPSSampler(cfg, N, DIM, (2,), speaker if with_labels else None, session if with_labels else None)
+    if fill:
+        idx = torch.arange(N)
+        s.write_reference(idx, ref)
+        # A stored positive names its utterance, so a test can check that the row matches the source.
+        s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
+    return s
+
+
+def _check_rows(res, s: SSPSSampler):
+    f = res.found
+    assert torch.equal(res.positives[f, 0].long(), res.source_indices[f])
+    assert (res.positives[~f] == 0).all() and (res.source_indices[~f] == -1).all()
+
+
+@pytest.mark.parametrize("m", [0, 1, 2])
+def test_kmeans_repr_draws_from_the_chosen_clusters(m):
+    s = _sampler(nearest_clusters=m)
+    s.cluster(seed=0)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    sizes = torch.bincount(s.assignments, minlength=s.centroids.shape[0])
+    c_anchor = s.assignments[anchors]
+    # M = 0: a candidate exists iff the anchor's cluster has another member; M >= 1: no empty cluster here.
+    assert torch.equal(res.found, sizes[c_anchor] > 1) if m == 0 else res.found.all()
+    assert res.coverage > 0.9
+    _check_rows(res, s)
+    f = res.found
+    anchors, source = anchors[f], res.source_indices[f]
+    assert (source != anchors).all()
+    c_anchor, c_source = s.assignments[anchors], s.assignments[source]
+    if m == 0:
+        assert torch.equal(c_source, c_anchor)
+    else:
+        assert (s.neighbours[c_anchor] == c_source[:, None]).any(1).all()
+        assert (c_source != c_anchor).all()
+
+
+def test_falls_back_when_no_candidate():
+    s = _sampler(fill=False, nearest_clusters=0, num_clusters=4, positive_queue_size=1)
+    ref, _, _ = _corpus()
+    s.write_reference(torch.arange(N // 2), ref[: N // 2])  # the second half has no reference
+    s.cluster(seed=0)
+    res = s.sample(torch.tensor([0, 5]), step=0)
+    assert not res.found.any() and res.coverage == 0.0  # empty positive queue
+    s.write_positive(torch.tensor([5]), torch.tensor([[5.0, -5.0]]))
+    res = s.sample(torch.tensor([5, N - 1]), step=1)
+    assert res.found.tolist() == [False, False]  # 5's only candidate is itself; N-1 is unclustered
+    _check_rows(res, s)
+
+
+def test_exclude_same_session():
+    s = _sampler(exclude_same_session=True, num_clusters=SPEAKERS, nearest_clusters=0)
+    s.cluster(seed=0)
+    anchors = torch.arange(N).repeat(3)
+    res = s.sample(anchors, step=2)
+    assert res.coverage > 0.9
+    src = res.source_indices[res.found]
+    assert (s.session_ids[src] != s.session_ids[anchors[res.found]]).all()
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_draw_is_uniform_over_allowed_candidates(exclude):
+    # One cluster, anchor 0 of session 0: 26 entries share its session, 4 do not. With the exclusion most
+    # anchors exhaust the rejection tries and take the exact path; both must stay uniform.
+    n = 30
+    cfg = SSPSConfig(num_clusters=1, nearest_clusters=0, positive_queue_size=n, exclude_same_session=exclude)
+    sessions = torch.tensor([0] * 26 + [1, 2, 3, 4])
+    s = SSPSSampler(cfg, n, 4, (1,), session_ids=sessions)
+    s.write_reference(torch.arange(n), torch.randn(n, 4))
+    s.write_positive(torch.arange(n), torch.arange(n, dtype=torch.float32)[:, None])
+    s.cluster(seed=0)
+    res = s.sample(torch.zeros(6000, dtype=torch.long), step=0)
+    allowed = torch.arange(26, 30) if exclude else torch.arange(1, n)
+    assert res.found.all() and torch.isin(res.source_indices, allowed).all()
+    counts = torch.bincount(res.source_indices, minlength=n)[allowed]
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+
+
+def test_pseudo_positive_accuracy_far_above_chance():
+    chance = 1 / SPEAKERS
+    s = _sampler(exclude_same_session=True, nearest_clusters=1)
+    s.cluster(seed=0)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, s.speaker_ids, s.session_ids)
+    assert d["speaker_accuracy"] > 5 * chance and d["same_session_rate"] == 0.0
+    knn = _sampler("knn", exclude_same_session=True, knn_neighbours=3)
+    res = knn.sample(anchors, step=0)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, knn.speaker_ids, knn.session_ids)
+    assert d["coverage"] == 1.0 and d["speaker_accuracy"] > 10 * chance
+    c = cluster_diagnostics(s.assignments, s.speaker_ids, s.session_ids)
+    assert 0 < c["nmi_speaker"] <= 1 and 0 < c["purity"] <= 1 and "nmi_session" in c
+
+
+def test_oracle_is_same_speaker_other_session():
+    s = _sampler("oracle")
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, s.speaker_ids, s.session_ids)
+    assert d == {"coverage": 1.0, "speaker_accuracy": 1.0, "same_session_rate": 0.0}
+    _check_rows(res, s)
+
+
+def test_knn_returns_one_of_the_k_nearest_allowed():
+    k = 3
+    s = _sampler("knn", knn_neighbours=k, exclude_same_session=True)
+    anchors = torch.arange(0, N, 7)
+    res = s.sample(anchors, step=0)
+    ref = s.reference.embeddings
+    sim = ref[anchors] @ ref.T
+    sim[s.session_ids[anchors][:, None] == s.session_ids[None]] = -float("inf")  # also removes itself
+    top = sim.topk(k, dim=1).indices
+    assert res.found.all() and (top == res.source_indices[:, None]).any(1).all()
+    _check_rows(res, s)
+
+
+def test_kmeans_variant_returns_the_centroid():
+    cfg = SSPSConfig(sampling="kmeans", num_clusters=8, nearest_clusters=1, positive_queue_size=4)
+    ref, _, _ = _corpus()
+    s = SSPSSampler(cfg, N, DIM, (DIM,))
+    s.write_reference(torch.arange(N), ref)
+    s.cluster(seed=0)
+    res = s.sample(torch.arange(N), step=0)
+    assert res.found.all() and (res.source_indices == -1).all()
+    chosen = s.neighbours[s.assignments, 0]
+    assert torch.allclose(res.positives, s.centroids[chosen])
+    with pytest.raises(SSPSError, match="shape"):
+        SSPSSampler(cfg, N, DIM, (2,))
+
+
+def test_same_step_same_draw():
+    s = _sampler()
+    s.cluster(seed=0)
+    a, b, c = (s.sample(torch.arange(N), step=t) for t in (4, 4, 5))
+    assert torch.equal(a.source_indices, b.source_indices)
+    assert not torch.equal(a.source_indices, c.source_indices)
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_state_dict_holds_queues_only_when_asked(save):
+    s = _sampler(save_queues=save)
+    s.cluster(seed=0)
+    state = s.state_dict()
+    fresh = _sampler(fill=False, save_queues=save)
+    fresh.load_state_dict(state)
+    if save:
+        assert torch.equal(
+            fresh.sample(torch.arange(N), 3).source_indices, s.sample(torch.arange(N), 3).source_indices
+        )
+    else:
+        assert state["_extra_state"] == {} and not fresh.reference.filled.any()
+    assert s.memory_bytes() >= s.reference.nbytes + s.positive.nbytes
+
+
+def test_queue_state_shape_mismatch_is_one_line_error():
+    s = _sampler()
+    other = SSPSSampler(dataclasses.replace(s.cfg, positive_queue_size=7), N, DIM, (2,))
+    with pytest.raises(SSPSError, match="positive.embeddings"):
+        other.load_queue_state(s.queue_state())
+
+
+def test_bad_setups_raise():
+    with pytest.raises(SSPSError, match="ssps.sampling"):
+        SSPSSampler(SSPSConfig(sampling="random"), N, DIM, (2,))
+    with pytest.raises(SSPSError, match="speaker"):
+        _sampler("oracle", with_labels=False)
+    with pytest.raises(SSPSError, match="session"):
+        _sampler(exclude_same_session=True, with_labels=False)
+    with pytest.raises(SSPSError, match="queue_dtype"):
+        _sampler(queue_dtype="bfloat8")
+    with pytest.raises(SSPSError, match="empty"):
+        _sampler(fill=False).cluster()
+    with pytest.raises(RuntimeError, match="cluster"):
+        _sampler().sample(torch.arange(3), step=0)
