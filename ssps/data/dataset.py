@@ -64,24 +64,59 @@ def usable_rows(manifest: Manifest, min_duration: float, check: str = "header") 
 class TrainDataset(Dataset):
     """Manifest rows -> views. Items are requested as ``(row, epoch)`` pairs by :class:`EpochBatchSampler`.
 
-    Yields dicts: ``index`` (manifest row), ``views`` (list of float32 arrays), optionally ``reference``.
+    Yields dicts: ``index`` (the manifest row actually used), ``views`` (list of float32 arrays),
+    ``failed`` (paths that could not be loaded for this item), optionally ``reference``.
+
+    A file that passed the start-up check can still fail when decoded (a truncated FLAC, NaN samples):
+    a days-long run should not die for one bad file, so it is replaced by another usable row drawn from
+    a generator seeded by (seed, epoch, index, attempt), i.e. the same replacement on every resume.
+    The failures travel with the batch so the loop can count and log them per epoch.
     """
 
-    def __init__(self, manifest: Manifest, views: Callable, seed: int, sample_rate: int = 16000):
+    MAX_ATTEMPTS = 8  # this many failures in a row means the corpus, not one file, is broken
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        views: Callable,
+        seed: int,
+        sample_rate: int = 16000,
+        rows: list[int] | None = None,
+    ):
         self.manifest = manifest
         self.views = views
         self.seed = seed
         self.sample_rate = sample_rate
+        self.rows = np.asarray(rows if rows is not None else range(len(manifest)))
 
     def __len__(self) -> int:
         return len(self.manifest)
 
+    def _load(self, index: int, epoch: int) -> tuple[np.ndarray, int, list[str]]:
+        failed: list[str] = []
+        row = index
+        for attempt in range(self.MAX_ATTEMPTS):
+            path = self.manifest.resolve(row)
+            try:
+                wav = load_audio(path, self.sample_rate)
+                if np.isfinite(wav).all():
+                    return wav, row, failed
+            except SSPSError:
+                pass
+            failed.append(str(path))
+            row = int(np.random.default_rng([self.seed, epoch, index, attempt, 104729]).choice(self.rows))
+        raise SSPSError(
+            f"{self.manifest.source}: {self.MAX_ATTEMPTS} files in a row could not be loaded "
+            f"(e.g. {failed[0]}); check the corpus"
+        )
+
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, epoch = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        wav = load_audio(self.manifest.resolve(index), self.sample_rate)
+        wav, used, failed = self._load(index, epoch)
         out = self.views(wav, rng)
-        out["index"] = index
+        out["index"] = used  # queues are indexed by the utterance whose audio this is
+        out["failed"] = failed
         return out
 
 
@@ -90,6 +125,7 @@ def collate(items: list[dict]) -> dict:
     out = {
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "views": [torch.from_numpy(np.stack(vs)) for vs in zip(*[it["views"] for it in items], strict=True)],
+        "failed": [path for it in items for path in it.get("failed", [])],
     }
     if "reference" in items[0]:
         out["reference"] = torch.from_numpy(np.stack([it["reference"] for it in items]))
