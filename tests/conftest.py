@@ -55,3 +55,17 @@ def make_toy_corpus(
 @pytest.fixture(scope="session")
 def toy_corpus(tmp_path_factory) -> Path:
     return make_toy_corpus(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """The built-in corpus's tiny preset (needs espeak-ng + MBROLA, which `make test` installs)."""
+    import shutil
+
+    if shutil.which("espeak-ng") is None or shutil.which("mbrola") is None:
+        pytest.skip("espeak-ng/mbrola not installed (run `make system`)")
+    from ssps.data.synth import synth_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    synth_corpus(out, "tiny", seed=0, workers=2, progress=False)
+    return out

@@ -1,0 +1,119 @@
+"""The demo's jobs: corpus -> base training -> continuations (baseline / SSPS / oracle) -> evaluation.
+
+Independent trainings run as parallel processes with one torch thread each: on 2 cores, two processes
+with two threads each ran 2.7x slower per step than with one thread each (DEVELOPERS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssps.errors import SSPSError
+from ssps.train.log import log
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``ssps train`` process."""
+
+    name: str
+    config: str
+    overrides: tuple[str, ...]
+    after: tuple[str, ...] = ()  # jobs that must finish first
+    threads: int = 1
+
+
+@dataclass
+class JobResult:
+    name: str
+    seconds: float
+    checkpoint: Path
+    log_file: Path
+    extra: dict = field(default_factory=dict)
+
+
+def ensure_corpus(corpus: Path, preset: str, workers: int) -> float:
+    """Synthesise the corpus unless it is already there (cached); returns the seconds spent."""
+    if (corpus / "corpus.json").is_file():
+        return 0.0
+    t0 = time.perf_counter()
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssps",
+        "data",
+        "synth",
+        str(corpus),
+        "--preset",
+        preset,
+        "--workers",
+        str(workers),
+    ]
+    log.info("synthesising the built-in corpus: %s", " ".join(cmd))
+    if subprocess.run(cmd).returncode != 0:
+        raise SSPSError(f"corpus synthesis failed ({' '.join(cmd)}); see the messages above")
+    return time.perf_counter() - t0
+
+
+def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]:
+    """Run ``jobs`` in dependency order with at most ``slots`` threads busy; finished jobs are reused."""
+    done: dict[str, JobResult] = {}
+    running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    pending = list(jobs)
+    while pending or running:
+        busy = sum(job.threads for _, _, job in running.values())
+        for job in list(pending):
+            if all(dep in done for dep in job.after) and busy + job.threads <= slots:
+                pending.remove(job)
+                run_dir = out / job.name
+                if (run_dir / "done.json").is_file():  # finished in an earlier demo run
+                    info = json.loads((run_dir / "done.json").read_text())
+                    done[job.name] = JobResult(
+                        job.name, info["seconds"], run_dir / "latest.pt", run_dir / "stdout.log"
+                    )
+                    continue
+                overrides = [
+                    o.format(**{k: str(v.checkpoint) for k, v in done.items()}) for o in job.overrides
+                ]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "ssps",
+                    "train",
+                    job.config,
+                    *overrides,
+                    f"train.threads={job.threads}",
+                    "--out",
+                    str(run_dir),
+                ]
+                if (run_dir / "latest.pt").is_file():
+                    cmd.append("--resume")
+                run_dir.mkdir(parents=True, exist_ok=True)
+                env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), "MKL_NUM_THREADS": str(job.threads)}
+                stdout = open(run_dir / "stdout.log", "a")
+                log.info("start %s (%d thread%s)", job.name, job.threads, "s" if job.threads > 1 else "")
+                proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env)
+                running[job.name] = (proc, time.perf_counter(), job)
+                busy += job.threads
+        time.sleep(0.5)
+        for name, (proc, t0, _) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            run_dir = out / name
+            if proc.returncode != 0:
+                for other, _, _ in running.values():
+                    other.terminate()
+                tail = (run_dir / "stdout.log").read_text().splitlines()[-5:]
+                raise SSPSError(f"training job {name} failed (exit {proc.returncode}): {' | '.join(tail)}")
+            seconds = time.perf_counter() - t0
+            (run_dir / "done.json").write_text(json.dumps({"seconds": seconds}))
+            log.info("done %s in %.0f s", name, seconds)
+            done[name] = JobResult(name, seconds, run_dir / "latest.pt", run_dir / "stdout.log")
+    return done
