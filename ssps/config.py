@@ -15,6 +15,7 @@ ssps.config.ConfigError: unknown key 'train.batchsize'; valid keys: ...
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -149,6 +150,7 @@ class TrainConfig:
     validate_every: int = 1  # epochs
     keep_checkpoints: int = 10  # epoch checkpoints kept for averaging
     nan_policy: str = "stop"  # stop | skip (skip the offending batch)
+    dist_timeout: float = 300.0  # seconds a rank waits in a collective for a dead or stuck peer
     checkpoint_every_steps: int = (
         0  # also write latest.pt every N steps (mid-epoch resume); 0 = epoch ends only
     )
@@ -179,6 +181,9 @@ def _valid_keys(cls: type, prefix: str = "") -> list[str]:
     return keys
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against a type hint, allowing int -> float and list -> tuple."""
     origin = typing.get_origin(hint)
@@ -203,6 +208,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 (PyYAML) reads 1e-3 (no dot) as a string; users mean a number
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

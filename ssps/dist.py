@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 import torch
 import torch.distributed as torch_dist
@@ -38,6 +39,38 @@ def init(timeout_s: float = 300.0) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
+
+
+# Transport errors that a collective raises when a peer died or stopped answering. gloo reports them as a
+# plain RuntimeError ("Read error ... Connection reset by peer", "Connection closed by peer", "Timed out
+# waiting ..."), not always as torch.distributed.DistError, so the message is what tells them apart.
+_PEER_FAILURE_MARKERS = (
+    "connection reset",
+    "connection closed",
+    "connection refused",
+    "broken pipe",
+    "timed out",
+    "timeout",
+    "gloo/transport",
+    "nccl",
+)
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """True if ``error`` (raised while distributed) means another rank died or the network failed."""
+    if not is_dist():
+        return False
+    if isinstance(error, torch_dist.DistError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(marker in text for marker in _PEER_FAILURE_MARKERS)
+
+
+def failure_reason(error: BaseException) -> str:
+    """The transport's reason on one short line (gloo prefixes a source location and appends advice)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    text = re.sub(r"^\[[^\]]*\]\s*", "", lines[0]) if lines else type(error).__name__
+    return text.split(". ")[0][:160]
 
 
 def shutdown() -> None:

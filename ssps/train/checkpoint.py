@@ -59,8 +59,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling refused"
-        raise SSPSError(f"{path}: refused to load: not plain checkpoint data ({first[:200]})") from None
+        raise SSPSError(
+            f"{path}: refused to load: holds objects other than plain data and tensors, which could run "
+            f"code when unpickled ({_unpickler_reason(e)})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SSPSError(f"{path}: corrupt or truncated checkpoint ({msg[:200]})") from None
@@ -69,6 +71,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if ckpt.get("version") != VERSION:
         raise SSPSError(f"{path}: checkpoint version {ckpt.get('version')}, this ssps reads {VERSION}")
     return ckpt
+
+
+def _unpickler_reason(error: Exception) -> str:
+    # torch's message is a multi-line advice text; keep only what the restricted unpickler objected to.
+    text = str(error).split("WeightsUnpickler error:", 1)[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0].split(" was not an allowed global")[0] if lines else "unpickling refused"
+    return reason[:160]
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> Config:

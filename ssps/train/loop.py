@@ -27,6 +27,7 @@ class EpochState:
     loss: float = 0.0
     steps: int = 0
     skipped: int = 0
+    failed: list[str] = field(default_factory=list)  # audio files replaced because they failed to load
     utterances: int = 0
     seconds: float = 0.0
     ssps: dict[str, float] = field(default_factory=dict)
@@ -54,6 +55,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
         it = run.step  # global step: every schedule is indexed by it
         for group in run.optimizer.param_groups:
             group["lr"] = float(run.lr[it]) * group.get("lr_scale", 1.0)
+        state.failed += batch.get("failed", [])
         index = batch["index"].to(run.device)
         views = [v.to(run.device, non_blocking=True) for v in batch["views"]]
 
@@ -78,7 +80,8 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
                 loss = steps.loss(anchors, positives, run.teacher_temperature)
                 terms = {"loss_same": loss.detach()}
 
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if not finite:
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
             if cfg.train.nan_policy != "skip":
                 raise NonFiniteLoss(f"non-finite loss at step {it} (epoch {epoch}): {detail}")
@@ -94,7 +97,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
             run.scaler.update()
             run.after_optimizer_step(it)  # teacher EMA
 
-        if phase in ("fill", "on"):
+        if phase in ("fill", "on") and finite:  # a skipped batch must not put NaN into the queues
             # Queues: the clean reference frame's embedding, and the positive the loss consumed.
             sampler.write_reference(index, reference_embeddings(method, batch["reference"].to(run.device)))
             sampler.write_positive(index, stored.detach().float())

@@ -90,7 +90,7 @@ class Run:
         self.rows, self.skipped = usable_rows(self.manifest, cfg.data.min_duration, cfg.data.check_files)
         paths = [str(self.manifest.resolve(i)) for i in self.rows]
         self.dataset = TrainDataset(
-            self.manifest, build_views(cfg, paths), cfg.train.seed, cfg.features.sample_rate
+            self.manifest, build_views(cfg, paths), cfg.train.seed, cfg.features.sample_rate, self.rows
         )
         self.steps_per_epoch = cfg.train.steps_per_epoch or len(self.rows) // cfg.train.batch_size
         if self.steps_per_epoch == 0:
@@ -282,6 +282,8 @@ RESUMABLE_CHANGES = {
     "data.val_root",
     "data.val_max_trials",
     "train.validate_every",
+    "train.nan_policy",  # switching to 'skip' is how a run stopped by a NaN loss gets past the bad batch
+    "train.dist_timeout",
 }
 
 
@@ -321,7 +323,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
     from ssps.config import to_dict
 
     out_dir = Path(out_dir)
-    device = dist.init()
+    device = dist.init(cfg.train.dist_timeout)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     latest = out_dir / "latest.pt"
@@ -332,6 +334,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
         changed = [k for k in _diff(to_dict(stored), to_dict(cfg)) if k not in RESUMABLE_CHANGES]
         if changed:
             raise SSPSError(f"--resume: config differs from {latest} in {', '.join(changed)}")
+        if dist.is_main():
+            for stale in out_dir.glob(".*.tmp"):  # left by a checkpoint write that was killed midway
+                stale.unlink(missing_ok=True)
     elif latest.exists():
         raise SSPSError(f"{out_dir} already holds a run (latest.pt); pass --resume or choose another --out")
     setup_logging(out_dir)
@@ -359,6 +364,23 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
         device,
     )
 
+    try:
+        _run_epochs(run, stop_after_steps)
+    except RuntimeError as e:
+        if not dist.is_peer_failure(e):
+            raise
+        # A rank died or the network failed: the collective raised (gloo: at once; else after the timeout).
+        first = dist.failure_reason(e)
+        raise SSPSError(
+            f"rank {dist.rank()}: lost contact with the other ranks at step {run.step} ({first}); "
+            f"{latest} holds the last complete checkpoint: restart with --resume"
+        ) from None
+    run.metrics.close()
+    return latest
+
+
+def _run_epochs(run: Run, stop_after_steps: int) -> None:
+    cfg = run.cfg
     for epoch in range(run.epoch, cfg.train.epochs):
         start_step = run.step - epoch * run.steps_per_epoch
         phase = schedules.ssps_phase(cfg, epoch, run.queue_ready)
@@ -379,6 +401,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
             "phase": phase,
             "loss": state.loss / max(state.steps, 1),
             "skipped_steps": state.skipped,
+            "load_failures": len(state.failed),
             "seconds": round(state.seconds, 2),
             "utt_per_s": round(state.utterances / max(state.seconds, 1e-9), 2),
             **state.ssps,
@@ -387,6 +410,13 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
             summary.update(run.cluster_diagnostics())
         if cfg.data.val_trials and (epoch + 1) % cfg.train.validate_every == 0:
             summary.update({f"val_{k}": v for k, v in validate(run).items()})
+        if state.failed:
+            log.warning(
+                "epoch %d: %d samples could not be loaded and were replaced by other rows (e.g. %s)",
+                epoch,
+                len(state.failed),
+                state.failed[0],
+            )
         run.save(epoch, epoch_done=True)
         run.metrics.write("epoch", run.step, summary)
         log.info(
@@ -401,5 +431,3 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
         )
         if stop_after_steps and run.step >= stop_after_steps:
             break
-    run.metrics.close()
-    return latest
