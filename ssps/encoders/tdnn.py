@@ -2,7 +2,7 @@
 
 Five dilated 1-D convolutions over time (kernel/dilation 5/1, 3/2, 3/3, 1/1, 1/1; no padding, as in
 the x-vector, so the receptive field is 15 frames), each followed by ReLU and BatchNorm, then mean and
-std pooling and a linear embedding layer.
+std pooling, BatchNorm over the pooled statistics and a linear embedding layer.
 
 >>> import torch
 >>> model = tdnn(n_mels=40, embed_dim=64, channels=32).eval()
@@ -45,6 +45,10 @@ class TDNN(nn.Module):
         self.frames = nn.Sequential(*layers)
         self.min_frames = 1 + sum((k - 1) * d for k, d in LAYERS)
         self.pool = StatsPool()
+        # Standard deviations are positive and alike for every utterance: without this norm the
+        # embeddings share one dominant direction (pairwise cosine ~0.97 at init), which DINO's teacher
+        # cannot escape (it collapsed to a constant output on the built-in corpus).
+        self.pool_norm = nn.BatchNorm1d(2 * channels)
         self.embed = nn.Linear(2 * channels, embed_dim)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
@@ -52,7 +56,7 @@ class TDNN(nn.Module):
         if feats.shape[1] < self.min_frames:
             raise ValueError(f"TDNN needs at least {self.min_frames} frames, got {feats.shape[1]}")
         h = self.frames(feats.transpose(1, 2))  # (B, F, T) -> (B, C, T - 14)
-        return self.embed(self.pool(h))
+        return self.embed(self.pool_norm(self.pool(h)))
 
 
 @ENCODERS.register("tdnn")
