@@ -130,6 +130,9 @@ class SSPSConfig:
     knn_neighbours: int = 3
     reference_seconds: float = 4.0
     exclude_same_session: bool = False  # needs a session column (recording metadata, not labels)
+    session_pooling: bool = (
+        False  # search (knn) and cluster session-mean reference embeddings (session column)
+    )
     loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32

@@ -213,3 +213,38 @@ def test_bad_setups_raise():
         _sampler(fill=False).cluster()
     with pytest.raises(RuntimeError, match="cluster"):
         _sampler().sample(torch.arange(3), step=0)
+
+
+def test_session_pooling_keys_are_session_means_and_beat_single_utterances():
+    g = torch.Generator().manual_seed(1)
+    ref, speaker, session = _corpus()
+    noisy = F.normalize(ref + 0.5 * torch.randn(N, DIM, generator=g), dim=1)  # utterance-level noise
+    accuracy = {}
+    for pooling in (False, True):
+        cfg = SSPSConfig(
+            sampling="knn",
+            knn_neighbours=3,
+            exclude_same_session=True,
+            session_pooling=pooling,
+            positive_queue_size=N,
+            queue_dtype="float32",
+        )
+        s = SSPSSampler(cfg, N, DIM, (2,), speaker, session)
+        idx = torch.arange(N)
+        s.write_reference(idx, noisy)
+        s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
+        s.cluster(seed=0)
+        if pooling:
+            first = session == 0
+            expected = F.normalize(s.reference.embeddings[first].mean(0), dim=0)
+            assert torch.allclose(s.keys()[first], expected.expand(int(first.sum()), -1), atol=1e-5)
+        res = s.sample(idx, step=0)
+        d = sampling_diagnostics(idx, res.source_indices, res.found, speaker, session)
+        assert d["same_session_rate"] == 0.0
+        accuracy[pooling] = d["speaker_accuracy"]
+    assert accuracy[True] > accuracy[False] + 0.1, accuracy
+
+
+def test_session_pooling_needs_sessions():
+    with pytest.raises(SSPSError, match="session_pooling needs session ids"):
+        SSPSSampler(SSPSConfig(sampling="knn", session_pooling=True), 4, 8, (8,))

@@ -111,6 +111,8 @@ class SSPSSampler(nn.Module):
             raise SSPSError("ssps.sampling=oracle needs speaker labels (no speaker column)")
         if cfg.exclude_same_session and session_ids is None:
             raise SSPSError("ssps.exclude_same_session needs session ids (no session column)")
+        if cfg.session_pooling and session_ids is None:
+            raise SSPSError("ssps.session_pooling needs session ids (no session column)")
         dtype = queue_dtype(cfg.queue_dtype)
         self.reference = ReferenceQueue(num_items, ref_dim, dtype, persistent=False)
         self.positive = PositiveQueue(cfg.positive_queue_size, self.pos_shape, dtype, persistent=False)
@@ -121,6 +123,8 @@ class SSPSSampler(nn.Module):
                 raise SSPSError(f"SSPS {name}: expected {num_items} values, got shape {tuple(ids.shape)}")
             self.register_buffer(name, ids.clone(), persistent=False)
         self.register_buffer("assignments", unknown.clone(), persistent=False)
+        # Session-mean reference embeddings (ssps.session_pooling), rebuilt by cluster().
+        self.register_buffer("pooled", torch.zeros(0, ref_dim, dtype=dtype), persistent=False)
         self.register_buffer("centroids", torch.zeros(0, ref_dim), persistent=False)
         self.register_buffer("neighbours", torch.zeros(0, 0, dtype=torch.long), persistent=False)
 
@@ -143,10 +147,12 @@ class SSPSSampler(nn.Module):
         filled = self.reference.filled.nonzero().squeeze(1)
         if filled.numel() == 0:
             raise SSPSError("ssps: reference queue empty; SSPS needs one epoch to fill it (ssps.start_epoch)")
+        if self.cfg.session_pooling:
+            self.pooled = self._session_means(filled)
         if self.cfg.sampling not in ("kmeans-repr", "kmeans"):
             return {"filled": float(filled.numel())}
         k = min(self.cfg.num_clusters, filled.numel())
-        res = spherical_kmeans(self.reference.embeddings[filled], k, self.cfg.kmeans_iterations, seed)
+        res = spherical_kmeans(self.keys()[filled], k, self.cfg.kmeans_iterations, seed)
         self.assignments.fill_(-1)
         self.assignments[filled] = res.assignments
         self.centroids = res.centroids
@@ -154,6 +160,22 @@ class SSPSSampler(nn.Module):
         self.neighbours = dist.broadcast(nearest_clusters(res.centroids, m))
         n = filled.numel()
         return {"filled": float(n), "clusters": float(k), "inertia": res.inertia / n}
+
+    def keys(self) -> torch.Tensor:
+        """(N, D) what neighbours and clusters are computed on: each utterance's reference embedding or,
+        with ``ssps.session_pooling``, the normalised mean over its recording session (same speaker,
+        averaged over the session's utterances: a less noisy key than one utterance)."""
+        return self.pooled if self.cfg.session_pooling and self.pooled.numel() else self.reference.embeddings
+
+    def _session_means(self, filled: torch.Tensor) -> torch.Tensor:
+        emb = self.reference.embeddings[filled].float()  # (F, D)
+        sess = self.session_ids[filled]
+        known = sess >= 0
+        groups, inverse = torch.unique(sess[known], return_inverse=True)
+        sums = torch.zeros(len(groups), emb.shape[1], device=emb.device).index_add_(0, inverse, emb[known])
+        keys = self.reference.embeddings.clone()  # unknown sessions keep their own embedding
+        keys[filled[known]] = torch.nn.functional.normalize(sums, dim=1)[inverse].to(keys.dtype)
+        return keys
 
     # ---- 3. draw pseudo-positives --------------------------------------------------------------
     @torch.no_grad()
@@ -291,13 +313,13 @@ def _sample_oracle(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
 @SAMPLERS.register("knn")
 def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
     k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
-    ref, qidx = s.reference, s.positive.indices
-    query = ref.embeddings[anchors].float()  # (B, D), unit rows where filled
+    ref, qidx, keys = s.reference, s.positive.indices, s.keys()
+    query = keys[anchors].float()  # (B, D), unit rows where filled
     vals = torch.full((b, k), -float("inf"), device=dev)
     slots = torch.full((b, k), -1, dtype=torch.long, device=dev)
     for start in range(0, qidx.shape[0], KNN_CHUNK):
         qi = qidx[start : start + KNN_CHUNK]
-        bank = ref.embeddings[qi.clamp_min(0)].float()  # (C, D)
+        bank = keys[qi.clamp_min(0)].float()  # (C, D)
         sim = query @ bank.T  # (B, C)
         ok = ((qi >= 0) & ref.filled[qi.clamp_min(0)])[None] & s._allowed(
             anchors[:, None], qi[None], s.cfg.exclude_same_session
