@@ -161,3 +161,18 @@ def test_cli_train_and_average(toy_corpus, tmp_path):
     assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
     assert main(["train", str(cfg_file), "train.epocs=1", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_init_from_an_embedder_only_checkpoint(toy_corpus, tmp_path):
+    train(tiny_cfg(toy_corpus, "train.epochs=1"), tmp_path / "base")
+    epoch_file = tmp_path / "base" / "epoch_0000.pt"
+    cfg = tiny_cfg(toy_corpus, "train.epochs=2", f"train.init={epoch_file}")
+    from ssps.train.trainer import Run
+
+    run = Run(cfg, tmp_path / "x", torch.device("cpu"))
+    run.restore(epoch_file, weights_only=True)
+    stored = load_checkpoint(epoch_file)["embedder"]
+    mine = run.method.eval_embedder().state_dict()
+    assert run.epoch == 1 and all(torch.equal(mine[k], stored[k]) for k in stored)
+    with pytest.raises(SSPSError, match="holds no training state"):
+        run.restore(epoch_file)

@@ -230,6 +230,10 @@ class Run:
         """Resume from ``path`` (all state), or take only its model weights (``weights_only``: train.init)."""
         ckpt = load_checkpoint(path, map_location=self.device)
         train = ckpt.get("train")
+        if train is None and weights_only:
+            self._init_embedders(path, ckpt)
+            self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
+            return
         if train is None:
             raise SSPSError(f"{path}: holds no training state (an embedder-only checkpoint); use latest.pt")
         try:
@@ -248,6 +252,21 @@ class Run:
         if self.sampler is not None and "sampler" in train:
             self.sampler.load_state_dict(train["sampler"])
             self.queue_ready = train["queue_ready"]
+
+    def _init_embedders(self, path: Path, ckpt: dict) -> None:
+        """Initialise from an embedder-only checkpoint (an epoch or averaged one): the encoder weights go into
+        every embedder the method holds (DINO: student and teacher); heads and projectors start fresh."""
+        embedders = {id(e): e for e in (self.method.eval_embedder(), self.method.reference_encoder())}
+        student = getattr(self.method, "student", None)
+        if isinstance(student, nn.ModuleDict) and "embedder" in student:
+            embedders[id(student["embedder"])] = student["embedder"]
+        for embedder in embedders.values():
+            try:
+                embedder.load_state_dict(ckpt["embedder"])
+            except RuntimeError as e:
+                msg = str(e).splitlines()[0][:160]
+                raise SSPSError(f"{path}: embedder weights do not fit this config ({msg})") from None
+        log.warning("initialised the encoder from embedder-only %s; heads and projectors start fresh", path)
 
     def loader(self, epoch: int, start_step: int) -> DataLoader:
         batches = EpochBatchSampler(
