@@ -119,7 +119,9 @@ def _plot_diagnostics(methods: dict, path: Path) -> bool:
         ("same_session_rate", "same-session rate"),
         ("nmi_speaker", "NMI clusters vs speaker"),
     ]
-    fig = Figure(figsize=(10, 2.8))
+    # Only what was logged: knn sampling makes no clusters, so it has no NMI.
+    keys = [(k, t) for k, t in keys if any(k in r for records in runs.values() for r in records)]
+    fig = Figure(figsize=(2.6 * len(keys), 2.8))
     FigureCanvasAgg(fig)
     for i, (key, title) in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), i + 1)
@@ -150,7 +152,10 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
     markers = "os^Dv<>p"
     fig = Figure(figsize=(5 * len(names), 5))
     FigureCanvasAgg(fig)
-    cmap = __import__("matplotlib").colormaps["tab20"]
+    import matplotlib
+
+    # 40 distinct colours (tab20 then tab20b) so that up to 40 test speakers never share one.
+    palette = [*matplotlib.colormaps["tab20"].colors, *matplotlib.colormaps["tab20b"].colors]
     for i, name in enumerate(names):
         emb = np.load(out / "embeddings" / f"{name}.npz")["embeddings"]
         xy = project_2d(emb)
@@ -160,7 +165,7 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
             ax.scatter(
                 xy[m, 0],
                 xy[m, 1],
-                c=[cmap(s % 20) for s in speakers[m]],
+                c=[palette[s % len(palette)] for s in speakers[m]],
                 marker=markers[k % len(markers)],
                 s=14,
                 alpha=0.8,
