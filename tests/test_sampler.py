@@ -248,3 +248,34 @@ def test_session_pooling_keys_are_session_means_and_beat_single_utterances():
 def test_session_pooling_needs_sessions():
     with pytest.raises(SSPSError, match="session_pooling needs session ids"):
         SSPSSampler(SSPSConfig(sampling="knn", session_pooling=True), 4, 8, (8,))
+
+
+def test_session_knn_draws_among_the_k_nearest_other_sessions():
+    ref, speaker, session = _corpus()
+    cfg = SSPSConfig(
+        sampling="knn",
+        knn_neighbours=3,
+        exclude_same_session=True,
+        session_pooling=True,
+        positive_queue_size=N,
+        queue_dtype="float32",
+    )
+    s = SSPSSampler(cfg, N, DIM, (2,), speaker, session)
+    idx = torch.arange(N)
+    s.write_reference(idx, ref)
+    s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
+    s.cluster(seed=0)
+    means = F.normalize(torch.stack([ref[session == j].mean(0) for j in range(SPEAKERS * SESSIONS)]), dim=1)
+    sim = means @ means.T
+    sim.fill_diagonal_(-float("inf"))
+    top = sim.topk(3, dim=1).indices  # (S, 3) the 3 nearest other sessions of each session
+    seen = {}
+    for step in range(20):
+        res = s.sample(idx, step=step)
+        assert res.found.all()
+        src_session = session[res.source_indices]
+        assert (top[session] == src_session[:, None]).any(1).all()
+        for a, b in zip(session.tolist(), src_session.tolist(), strict=True):
+            seen.setdefault(a, set()).add(b)
+    # Every session is pulled towards several recordings, not only its single nearest one.
+    assert min(len(v) for v in seen.values()) >= 2

@@ -123,7 +123,10 @@ class SSPSSampler(nn.Module):
                 raise SSPSError(f"SSPS {name}: expected {num_items} values, got shape {tuple(ids.shape)}")
             self.register_buffer(name, ids.clone(), persistent=False)
         self.register_buffer("assignments", unknown.clone(), persistent=False)
-        # Session-mean reference embeddings (ssps.session_pooling), rebuilt by cluster().
+        # ssps.session_pooling, rebuilt by cluster(): one normalised mean reference embedding per session
+        # (S, D), each utterance's row in it (N,), -1 when unknown, and the per-utterance view (N, D).
+        self.register_buffer("session_keys", torch.zeros(0, ref_dim), persistent=False)
+        self.register_buffer("session_row", unknown.clone(), persistent=False)
         self.register_buffer("pooled", torch.zeros(0, ref_dim, dtype=dtype), persistent=False)
         self.register_buffer("centroids", torch.zeros(0, ref_dim), persistent=False)
         self.register_buffer("neighbours", torch.zeros(0, 0, dtype=torch.long), persistent=False)
@@ -173,8 +176,11 @@ class SSPSSampler(nn.Module):
         known = sess >= 0
         groups, inverse = torch.unique(sess[known], return_inverse=True)
         sums = torch.zeros(len(groups), emb.shape[1], device=emb.device).index_add_(0, inverse, emb[known])
+        self.session_keys = torch.nn.functional.normalize(sums, dim=1)
+        self.session_row.fill_(-1)
+        self.session_row[filled[known]] = inverse
         keys = self.reference.embeddings.clone()  # unknown sessions keep their own embedding
-        keys[filled[known]] = torch.nn.functional.normalize(sums, dim=1)[inverse].to(keys.dtype)
+        keys[filled[known]] = self.session_keys[inverse].to(keys.dtype)
         return keys
 
     # ---- 3. draw pseudo-positives --------------------------------------------------------------
@@ -310,8 +316,36 @@ def _sample_oracle(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
     return s._from_slots(s._draw_in_groups(entry_group, s.speaker_ids[anchors], anchors, g, True))
 
 
+def _sample_knn_sessions(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    """knn over sessions (``ssps.session_pooling``): one of the anchor's k nearest *other sessions* (by
+    session-mean embedding, among sessions present in the positive queue), then a uniform entry of it.
+
+    Ranking distinct sessions, not utterances, matters: the k nearest utterances would all come from the one
+    nearest session, so each session would only ever be pulled towards its single most similar recording.
+    """
+    qidx, rows = s.positive.indices, s.session_row
+    n_sessions, dev = s.session_keys.shape[0], anchors.device
+    entry_row = torch.where(qidx >= 0, rows[qidx.clamp_min(0)], -1)
+    present = torch.zeros(n_sessions + 1, dtype=torch.bool, device=dev)
+    present[entry_row.clamp_min(-1) + 1] = True  # slot 0 collects unknown / empty entries
+    own = rows[anchors]  # (B,)
+    sim = s.session_keys[own.clamp_min(0)] @ s.session_keys.T  # (B, S)
+    blocked = ~present[1:][None] | (torch.arange(n_sessions, device=dev)[None] == own[:, None])
+    vals, top = sim.masked_fill_(blocked, -float("inf")).topk(min(s.cfg.knn_neighbours, n_sessions), dim=1)
+    n_ok = torch.isfinite(vals).sum(1) * (own >= 0)
+    r = (
+        (torch.rand(anchors.shape[0], generator=g, device=dev) * n_ok)
+        .long()
+        .clamp_max((n_ok - 1).clamp_min(0))
+    )
+    target = torch.where(n_ok > 0, top.gather(1, r[:, None]).squeeze(1), -1)
+    return s._from_slots(s._draw_in_groups(entry_row, target, anchors, g, s.cfg.exclude_same_session))
+
+
 @SAMPLERS.register("knn")
 def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    if s.cfg.session_pooling and s.session_keys.numel():
+        return _sample_knn_sessions(s, anchors, g)
     k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
     ref, qidx, keys = s.reference, s.positive.indices, s.keys()
     query = keys[anchors].float()  # (B, D), unit rows where filled
