@@ -29,7 +29,7 @@ def _corpus(seed: int = 0):
     return F.normalize(ref, dim=1), speaker, session
 
 
-def _sampler(sampling="kmeans-repr", fill=True, with_labels=True, **cfg_kw) -> SSPSSampler:
+def _sampler(sampling="kmeans-repr", fill=True, with_labels=True, ref=None, **cfg_kw) -> SSPSSampler:
     cfg_kw = {
         "num_clusters": SPEAKERS * SESSIONS,
         "positive_queue_size": N,
@@ -37,7 +37,8 @@ def _sampler(sampling="kmeans-repr", fill=True, with_labels=True, **cfg_kw) -> S
         **cfg_kw,
     }
     cfg = SSPSConfig(sampling=sampling, **cfg_kw)
-    ref, speaker, session = _corpus()
+    corpus_ref, speaker, session = _corpus()
+    ref = corpus_ref if ref is None else ref
     s = SSPSSampler(cfg, N, DIM, (2,), speaker if with_labels else None, session if with_labels else None)
     if fill:
         idx = torch.arange(N)
@@ -220,19 +221,9 @@ def test_session_pooling_keys_are_session_means_and_beat_single_utterances():
     ref, speaker, session = _corpus()
     noisy = F.normalize(ref + 0.5 * torch.randn(N, DIM, generator=g), dim=1)  # utterance-level noise
     accuracy = {}
+    idx = torch.arange(N)
     for pooling in (False, True):
-        cfg = SSPSConfig(
-            sampling="knn",
-            knn_neighbours=3,
-            exclude_same_session=True,
-            session_pooling=pooling,
-            positive_queue_size=N,
-            queue_dtype="float32",
-        )
-        s = SSPSSampler(cfg, N, DIM, (2,), speaker, session)
-        idx = torch.arange(N)
-        s.write_reference(idx, noisy)
-        s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
+        s = _sampler("knn", ref=noisy, knn_neighbours=3, exclude_same_session=True, session_pooling=pooling)
         s.cluster(seed=0)
         if pooling:
             first = session == 0
@@ -252,19 +243,9 @@ def test_session_pooling_needs_sessions():
 
 def test_session_knn_draws_among_the_k_nearest_other_sessions():
     ref, speaker, session = _corpus()
-    cfg = SSPSConfig(
-        sampling="knn",
-        knn_neighbours=3,
-        exclude_same_session=True,
-        session_pooling=True,
-        positive_queue_size=N,
-        queue_dtype="float32",
-    )
-    s = SSPSSampler(cfg, N, DIM, (2,), speaker, session)
-    idx = torch.arange(N)
-    s.write_reference(idx, ref)
-    s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
+    s = _sampler("knn", knn_neighbours=3, exclude_same_session=True, session_pooling=True)
     s.cluster(seed=0)
+    idx = torch.arange(N)
     means = F.normalize(torch.stack([ref[session == j].mean(0) for j in range(SPEAKERS * SESSIONS)]), dim=1)
     sim = means @ means.T
     sim.fill_diagonal_(-float("inf"))
