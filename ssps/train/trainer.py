@@ -382,6 +382,16 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
         dist.world_size(),
         device,
     )
+    if run.sampler is not None:
+        s = run.sampler
+        log.info(
+            "SSPS queues: %.3f MiB in all (reference %d x %d, positive %d x %s, %s)",
+            s.memory_bytes() / 2**20,
+            *s.reference.embeddings.shape,
+            s.positive.embeddings.shape[0],
+            "x".join(map(str, s.positive.embeddings.shape[1:])),
+            cfg.ssps.queue_dtype,
+        )
 
     try:
         _run_epochs(run, stop_after_steps)
