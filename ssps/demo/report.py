@@ -185,7 +185,8 @@ def _pct(x: float | None) -> str:
 
 def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
     """Write ``report.md`` and its figures; returns the results table (markdown) for the terminal."""
-    methods = summary["methods"]
+    # A fixed order (LABELS), whatever order the trainings finished in.
+    methods = dict(sorted(summary["methods"].items(), key=lambda kv: list(LABELS).index(kv[0])))
     rows = [
         "| method | cross-session EER | minDCF (p=0.01) | same-session EER | cross-session, no siblings |",
         "|---|---|---|---|---|",
@@ -201,7 +202,13 @@ def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
         f"{summary['date']} · commit `{summary['commit']}` · `{summary['command']}`\n",
     ]
     c = summary["corpus"]
-    lines.append(f"Corpus: `{corpus}` — {json.dumps(c.get('counts', {}))}\n")
+    counts = ", ".join(
+        f"{c[k]} {k.replace('_', ' ')}"
+        for k in ("speakers", "train_speakers", "test_speakers", "sessions", "utterances")
+        if k in c
+    )
+    hours = f", {c['hours']:.2f} h" if "hours" in c else ""
+    lines.append(f"Corpus: `{corpus}` — {counts}{hours}\n")
     lines.append("## Results (test speakers never seen in training)\n")
     lines.append(table + "\n")
     gains = []
@@ -229,7 +236,7 @@ def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
         lines.append(
             "## SSPS diagnostics per epoch\n\nCoverage (anchors that got a pseudo-positive), "
             "how often the pseudo-positive is the anchor's speaker, how often it comes from the "
-            "anchor's own session, and the NMI of the clusters with the speakers.\n\n"
+            "anchor's own session, and (k-means sampling) the NMI of the clusters with the speakers.\n\n"
             "![diagnostics](ssps_diagnostics.png)\n"
         )
     pair = [n for n in ("simclr", "simclr_ssps") if n in methods]
@@ -237,6 +244,10 @@ def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
         _plot_projection(out, pair, out / "projection.png")
         lines.append("## Test embeddings in 2-D (t-SNE)\n\n![projection](projection.png)\n")
     lines.append("## Variance analysis: mean cosine similarity\n")
+    lines.append(
+        "Ratio = same speaker in another session / same session: 1 means the embedding ignores the "
+        "recording. (A random-init model in eval mode maps everything to one point: all 1.)\n"
+    )
     lines.append("| method | same speaker, other session | same session | different speakers | ratio |")
     lines.append("|---|---|---|---|---|")
     for m in methods.values():
