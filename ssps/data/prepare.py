@@ -135,6 +135,15 @@ def _rows(items: list[_Item], manifest: Path, jobs: int) -> list[Utterance]:
     return rows
 
 
+def _finish(items: list[_Item], out: Path, jobs: int, empty: str) -> list[Utterance]:
+    """Read the durations and write the manifest; ``empty`` is the error when there is nothing to write."""
+    if not items:
+        raise SSPSError(empty)
+    rows = _rows(items, out, jobs)
+    _write(out, rows)
+    return rows
+
+
 def _write(out: Path, rows: list[Utterance]) -> None:
     try:
         write_manifest(out, rows)
@@ -235,11 +244,7 @@ def prepare_csv(csv_path: str | Path, out: str | Path, jobs: int = 8) -> list[Ut
             raise SSPSError(f"{csv_path}:{n}: audio file {file} not found")
         utt = rec.get("utterance") or Path(rec["path"]).as_posix()
         items.append(_Item(utt, file, rec.get("speaker", ""), rec.get("session", "")))
-    if not items:
-        raise SSPSError(f"{csv_path}: no rows")
-    rows = _rows(items, out, jobs)
-    _write(out, rows)
-    return rows
+    return _finish(items, out, jobs, f"{csv_path}: no rows")
 
 
 def _read_kaldi_map(path: Path) -> dict[str, str]:
@@ -288,11 +293,7 @@ def prepare_kaldi(data_dir: str | Path, out: str | Path, jobs: int = 8) -> list[
                 raise SSPSError(f"{data_dir / name}: no entry for utterance {utt!r} of wav.scp")
             labels[name] = table[utt]
         items.append(_Item(utt, file, labels.get("utt2spk", ""), labels.get("utt2sess", "")))
-    if not items:
-        raise SSPSError(f"{scp}: no utterances")
-    rows = _rows(items, out, jobs)
-    _write(out, rows)
-    return rows
+    return _finish(items, out, jobs, f"{scp}: no utterances")
 
 
 def _prepare_noise(root: Path, out: Path, jobs: int, category_of, what: str) -> list[Utterance]:
@@ -303,11 +304,7 @@ def _prepare_noise(root: Path, out: Path, jobs: int, category_of, what: str) -> 
         category = category_of(rel)
         if category:
             items.append(_Item(rel.as_posix(), file, category, rel.parent.name))
-    if not items:
-        raise SSPSError(f"{root}: no {what} audio found")
-    rows = _rows(items, out, jobs)
-    _write(out, rows)
-    return rows
+    return _finish(items, out, jobs, f"{root}: no {what} audio found")
 
 
 def prepare_musan(root: str | Path, out: str | Path, jobs: int = 8) -> list[Utterance]:
