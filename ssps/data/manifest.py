@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssps.errors import SSPSError
-from ssps.utils.files import atomic_write_text
+from ssps.utils.files import atomic_write_text, read_lines
 
 COLUMNS = ("utterance", "path", "speaker", "session", "duration")
 
@@ -88,9 +88,7 @@ def write_manifest(path: str | Path, rows: list[Utterance]) -> None:
 def read_manifest(path: str | Path) -> Manifest:
     """Read a manifest; a missing file, a bad header or a malformed line is an error naming the line."""
     path = Path(path)
-    if not path.is_file():
-        raise SSPSError(f"{path}: manifest not found")
-    lines = path.read_text().splitlines()
+    lines = read_lines(path, "manifest")
     if not lines:
         raise SSPSError(f"{path}: empty manifest (expected a header: {' '.join(COLUMNS)})")
     header = lines[0].split("\t")

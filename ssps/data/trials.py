@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ssps.errors import SSPSError
-from ssps.utils.files import atomic_write_text, sha256
+from ssps.utils.files import atomic_write_text, read_lines, sha256
 
 _VOX_LABELS = {"1": True, "0": False}
 _KALDI_LABELS = {"target": True, "nontarget": False}
@@ -91,12 +91,7 @@ def read_trials(path: str | Path) -> Trials:
         SSPSError: missing or empty file, unknown format, or a malformed line (named as ``file:line``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SSPSError(f"{path}: trial list not found")
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise SSPSError(f"{path}: trial list is not a text file") from None
+    lines = read_lines(path, "trial list")
     enroll, test, labels = [], [], []
     fmt = ""
     for n, line in enumerate(lines, start=1):

@@ -15,7 +15,7 @@ import numpy as np
 from ssps.data.trials import Trials
 from ssps.errors import SSPSError
 from ssps.eval.embed import Embeddings
-from ssps.utils.files import atomic_write_text
+from ssps.utils.files import atomic_write_text, read_lines
 
 CHUNK = 65536  # rows per block: bounds the memory of gathered pairs and of cohort score matrices
 
@@ -126,12 +126,7 @@ def write_scores(
 def read_scores(path: str | Path) -> Scores:
     """Read a score file; a malformed line is an SSPSError naming ``file:line``."""
     path = Path(path)
-    if not path.is_file():
-        raise SSPSError(f"{path}: scores file not found")
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise SSPSError(f"{path}: scores file is not text") from None
+    lines = read_lines(path, "scores file")
     header: dict[str, str] = {}
     enroll, test, values, labels = [], [], [], []
     for n, line in enumerate(lines, start=1):

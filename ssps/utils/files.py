@@ -43,6 +43,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(tmp)
 
 
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """Lines of a text file; a missing or non-text file is an SSPSError naming it and what it should be."""
+    from ssps.errors import SSPSError
+
+    path = Path(path)
+    if not path.is_file():
+        raise SSPSError(f"{path}: {what} not found")
+    try:
+        return path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise SSPSError(f"{path}: {what} is not a text file") from None
+
+
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
