@@ -56,10 +56,7 @@ def evaluate_runs(results: dict, corpus: Path, out: Path) -> dict:
         for k, f in TRIAL_LISTS.items()
         if (corpus / "trials" / f).is_file()
     }
-    models = {}
-    base_cfg = None
-    for name, result in results.items():
-        models[name] = result.checkpoint
+    models = {name: result.checkpoint for name, result in results.items()}
     methods: dict[str, dict] = {}
     scores_cache: dict[str, dict] = {}
     for name in ["random_init", *models]:

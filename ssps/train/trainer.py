@@ -56,12 +56,7 @@ def build_views(cfg: Config, train_paths: list[str]) -> Views:
 
 def build_optimizer(cfg: Config, method: nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
-    if hasattr(method, "param_groups"):
-        groups = method.param_groups(o.weight_decay)
-    else:
-        groups = [
-            {"params": [p for p in method.parameters() if p.requires_grad], "weight_decay": o.weight_decay}
-        ]
+    groups = method.param_groups(o.weight_decay)  # every method provides its groups (ssps.methods)
     if o.name == "adam":
         return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
     if o.name == "adamw":
@@ -160,13 +155,8 @@ class Run:
         return torch.autocast("cuda", dtype=dtype)
 
     def before_optimizer_step(self, epoch: int) -> None:
-        clip = self.cfg.optim.clip_grad
-        if hasattr(self.method, "clip_gradients") and clip > 0:
-            self.method.clip_gradients(clip)
-        elif clip > 0:
-            for p in self.method.parameters():
-                if p.grad is not None:
-                    torch.nn.utils.clip_grad_norm_(p, clip)
+        if self.cfg.optim.clip_grad > 0:  # every method clips per parameter (ssps.methods)
+            self.method.clip_gradients(self.cfg.optim.clip_grad)
         if self.cfg.method.name == "dino" and epoch < self.cfg.method.dino.freeze_last_layer_epochs:
             for p in self.method.last_layer_parameters():
                 p.grad = None
