@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from ssps.data.stats import corpus_stats
-from ssps.data.synth import synth_corpus
+from ssps.corpus.stats import corpus_stats
+from ssps.corpus.synth import synth_corpus
 
 
 def cpu_seconds() -> float:

@@ -17,7 +17,7 @@ from ssps.data.dataset import EpochBatchSampler, TrainDataset, collate
 from ssps.data.manifest import read_manifest
 from ssps.methods import build_method
 from ssps.sampling.ssps import SSPSSampler
-from ssps.train.trainer import build_views
+from ssps.train.run import build_views
 
 # (encoder, batch size): the big encoders get small batches so that a step stays a few seconds on a CPU.
 CASES = [("tdnn", 128), ("resnet34_thin", 32), ("ecapa_tdnn_512", 16), ("ecapa_tdnn", 8)]

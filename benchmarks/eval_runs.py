@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from ssps.checkpoint import load_embedder
 from ssps.data.manifest import read_manifest
 from ssps.data.trials import read_trials
 from ssps.eval import metrics
 from ssps.eval.embed import Embeddings, embed_files
 from ssps.eval.score import score_trials
-from ssps.train.checkpoint import load_embedder
 
 LISTS = ("cross_session", "cross_session_no_siblings", "same_session")
 

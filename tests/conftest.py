@@ -64,7 +64,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
     if shutil.which("espeak-ng") is None or shutil.which("mbrola") is None:
         pytest.skip("espeak-ng/mbrola not installed (run `make system`)")
-    from ssps.data.synth import synth_corpus
+    from ssps.corpus.synth import synth_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     synth_corpus(out, "tiny", seed=0, workers=2, progress=False)

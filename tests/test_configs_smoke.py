@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ssps.checkpoint import load_embedder
 from ssps.config import load_config
-from ssps.train.checkpoint import load_embedder
 from ssps.train.trainer import train
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("**/*.yaml"))

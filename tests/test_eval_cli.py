@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 import ssps
+from ssps.checkpoint import load_embedder, save_checkpoint
 from ssps.cli import main
 from ssps.config import load_config
 from ssps.data.manifest import Utterance, write_manifest
@@ -16,7 +17,6 @@ from ssps.embedder import Embedder
 from ssps.eval.commands import evaluate
 from ssps.eval.embed import load_embeddings
 from ssps.eval.score import read_scores
-from ssps.train.checkpoint import load_embedder, save_checkpoint
 
 SR = 16000
 F0 = {"spk0": 110.0, "spk1": 190.0, "spk2": 300.0}  # a "speaker" = a harmonic tone at its own pitch

@@ -25,9 +25,9 @@ import pytest
 import torch
 from test_train import TINY
 
+from ssps.checkpoint import load_checkpoint
 from ssps.config import load_config
 from ssps.errors import SSPSError
-from ssps.train.checkpoint import load_checkpoint
 from ssps.train.trainer import train
 
 # A model with 2 MB checkpoints and ~0.1 s steps: big enough that kills land inside writes and steps.

@@ -17,15 +17,16 @@ import soundfile as sf
 import torch
 from test_train import TINY, tiny_cfg
 
+from ssps import checkpoint as checkpoint_module
+from ssps.checkpoint import load_checkpoint
 from ssps.config import load_config
 from ssps.data.dataset import EpochBatchSampler
 from ssps.data.trials import read_trials
 from ssps.errors import SSPSError
-from ssps.train import checkpoint as checkpoint_module
-from ssps.train.checkpoint import load_checkpoint
 from ssps.train.loop import NonFiniteLoss
+from ssps.train.run import Run
 from ssps.train.steps import SimCLRSteps
-from ssps.train.trainer import Run, train
+from ssps.train.trainer import train
 
 SR = 16000
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from ssps.checkpoint import load_checkpoint, load_embedder
 from ssps.cli import main
 from ssps.config import load_config
 from ssps.errors import SSPSError
-from ssps.train.checkpoint import load_checkpoint, load_embedder
 from ssps.train.trainer import train
 
 TINY = [
@@ -167,7 +167,7 @@ def test_init_from_an_embedder_only_checkpoint(toy_corpus, tmp_path):
     train(tiny_cfg(toy_corpus, "train.epochs=1"), tmp_path / "base")
     epoch_file = tmp_path / "base" / "epoch_0000.pt"
     cfg = tiny_cfg(toy_corpus, "train.epochs=2", f"train.init={epoch_file}")
-    from ssps.train.trainer import Run
+    from ssps.train.run import Run
 
     run = Run(cfg, tmp_path / "x", torch.device("cpu"))
     run.restore(epoch_file, weights_only=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ssps.data import prepare, stats, synth
+from ssps.corpus import stats, synth
+from ssps.data import prepare
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -43,8 +43,8 @@ def _epoch_records(run_dir: Path) -> list[dict]:
 
 def evaluate_runs(results: dict, corpus: Path, out: Path) -> dict:
     """Embed every test utterance once per model, score each trial list, and analyse the embeddings."""
+    from ssps.checkpoint import load_embedder
     from ssps.embedder import Embedder
-    from ssps.train.checkpoint import load_embedder
 
     test = read_manifest(corpus / "test.tsv")
     ids = [r.utterance for r in test.rows]

@@ -37,7 +37,7 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 
 def _load(checkpoint: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    from ssps.train.checkpoint import load_embedder
+    from ssps.checkpoint import load_embedder
 
     embedder, cfg = load_embedder(checkpoint, device=device)
     meta = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256(checkpoint), "config": to_dict(cfg)}

@@ -38,7 +38,7 @@ class Verifier:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Verifier:
         """Load any ssps checkpoint (SSPSError if it is missing, corrupt or not an ssps checkpoint)."""
-        from ssps.train.checkpoint import load_embedder
+        from ssps.checkpoint import load_embedder
 
         embedder, cfg = load_embedder(path, device=device)
         return cls(embedder, cfg, device)

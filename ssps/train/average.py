@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ssps.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from ssps.errors import SSPSError
-from ssps.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> None:

@@ -8,12 +8,14 @@ import pytest
 import soundfile as sf
 
 from ssps.cli import main
-from ssps.data import voices
-from ssps.data.conditions import NOISE_TYPES, apply_condition, draw_condition, noise
+from ssps.corpus import voices
+from ssps.corpus.conditions import NOISE_TYPES, apply_condition, draw_condition, noise
+from ssps.corpus.lists import make_trials
+from ssps.corpus.sessions import PRESETS
+from ssps.corpus.stats import corpus_stats, crude_embedding, read_trials
+from ssps.corpus.synth import synth_corpus
+from ssps.corpus.text import sentences
 from ssps.data.manifest import COLUMNS, Utterance, read_manifest
-from ssps.data.stats import corpus_stats, crude_embedding, read_trials
-from ssps.data.synth import PRESETS, make_trials, synth_corpus
-from ssps.data.text import sentences
 from ssps.errors import SSPSError
 
 HAVE_TTS = shutil.which("espeak-ng") is not None and shutil.which("mbrola") is not None

@@ -2,7 +2,7 @@
 
 Speakers are MBROLA voices (one real person each) reading English through espeak-ng, plus *siblings*
 derived from a voice with MBROLA's pitch / formant / tempo controls where a measurement shows they stay
-apart. Every (speaker, session) draws one recording condition (:mod:`ssps.data.conditions`) for all of its
+apart. Every (speaker, session) draws one recording condition (:mod:`ssps.corpus.conditions`) for all of its
 utterances. Layout (VoxCeleb-like)::
 
     OUT/wav/<speaker>/<session>/<utt>.flac   16 kHz FLAC
@@ -25,134 +25,29 @@ import json
 import multiprocessing
 import tempfile
 import time
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from ssps.augment.channel import apply_codec, set_level
-from ssps.data.conditions import apply_condition, draw_condition
-from ssps.data.manifest import Utterance, write_manifest
-from ssps.data.stats import SIBLING_RULE, sibling_separability
-from ssps.data.text import sentences
-from ssps.data.voices import (
-    Identity,
-    Voice,
-    active_ratio,
-    check_tools,
-    find_voice,
-    installed_voices,
-    sibling_candidates,
-    synthesize,
+from ssps.corpus.conditions import draw_condition
+from ssps.corpus.lists import make_trials, write_lists
+from ssps.corpus.sessions import (
+    MIN_ACTIVE,
+    PRESETS,
+    SAMPLE_RATE,
+    TEST_FRACTION,
+    Job,
+    rng_for,
+    run_job,
+    screen_voice,
 )
+from ssps.corpus.stats import SIBLING_RULE, sibling_separability
+from ssps.corpus.voices import Identity, Voice, check_tools, find_voice, installed_voices, sibling_candidates
+from ssps.data.manifest import Utterance
 from ssps.errors import SSPSError
-from ssps.utils.files import atomic_path, atomic_write_text, sha256
-
-SAMPLE_RATE = 16000
-TEST_FRACTION = 0.25  # of base voices; a voice's siblings follow it
-MIN_ACTIVE = 0.5  # voices whose English comes out mostly silent are dropped
-SCREEN_SENTENCES = 3
-
-
-@dataclass(frozen=True)
-class Preset:
-    voices: tuple[str, ...]  # MBROLA databases; empty = every usable installed voice
-    sessions: int  # per speaker
-    utterances: int  # per session
-    duration: tuple[float, float]  # seconds, drawn per utterance
-    siblings: int  # candidate siblings per voice (each kept only if it measures apart)
-    max_targets: int  # target trials per list (as many non-targets)
-
-
-PRESETS = {
-    "tiny": Preset(("us1", "us2", "us3", "en1", "de2", "fr1"), 2, 3, (1.0, 1.5), 0, 200),
-    "default": Preset((), 4, 8, (2.0, 4.0), 1, 5000),
-    "large": Preset((), 8, 16, (2.0, 5.0), 2, 20000),
-}
-
-
-def rng_for(*parts: int | str) -> np.random.Generator:
-    """A generator seeded from names and numbers, identical in every process."""
-    return np.random.default_rng([p if isinstance(p, int) else zlib.crc32(p.encode()) for p in parts])
-
-
-@dataclass(frozen=True)
-class Job:
-    """One (speaker, session): synthesise its utterances under the session's condition."""
-
-    ident: Identity
-    session: int
-    out: str
-    seed: int
-    channels: str
-    preset: Preset
-
-    @property
-    def names(self) -> list[str]:
-        return [
-            f"{self.ident.name}/sess{self.session:02d}/u{k:02d}.flac" for k in range(self.preset.utterances)
-        ]
-
-
-def run_job(job: Job) -> dict:
-    """Write the session's missing FLAC files; return its condition, utterances and their lengths."""
-    rng = rng_for(job.seed, job.ident.name, job.session)
-    cond = draw_condition(rng, job.channels)
-    wav_dir = Path(job.out, "wav")
-    paths = [wav_dir / name for name in job.names]
-    if all(p.is_file() for p in paths):  # resume: the whole session exists
-        return {"condition": cond, "lengths": [sf.info(p).frames for p in paths], "written": 0}
-    chain = cond.build(SAMPLE_RATE)
-    texts = sentences()
-    clean = [_utterance(job.ident, texts, rng, job.preset.duration) for _ in paths]
-    wavs = [apply_condition(w, cond, chain, rng, codec=False) for w in clean]
-    if cond.codec != "none":
-        # One codec pass over the whole session: two sox calls per session instead of per utterance.
-        coded = set_level(apply_codec(np.concatenate(wavs), cond.codec, SAMPLE_RATE), cond.level)
-        wavs = np.split(coded, np.cumsum([len(w) for w in wavs])[:-1])
-    written = 0
-    for path, wav in zip(paths, wavs, strict=True):
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                sf.write(tmp, np.clip(wav, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-            written += 1
-    return {"condition": cond, "lengths": [len(w) for w in wavs], "written": written}
-
-
-def _utterance(ident: Identity, texts: list[str], rng: np.random.Generator, duration: tuple[float, float]):
-    """(T,) clean speech of a drawn duration: sentences with small pitch/tempo jitter, cut to length."""
-    target = int(rng.uniform(*duration) * SAMPLE_RATE)
-    parts, total = [], 0
-    while total < target:
-        text = texts[rng.integers(len(texts))]
-        wav = synthesize(
-            ident, text, SAMPLE_RATE, pitch=rng.uniform(0.97, 1.03), tempo=rng.uniform(0.95, 1.05)
-        )
-        parts.append(wav)
-        total += len(wav)
-    wav = np.concatenate(parts)[:target]
-    fade = min(len(wav), int(0.02 * SAMPLE_RATE))
-    wav[len(wav) - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)  # no click at the cut
-    return wav
-
-
-def screen_voice(voice: Voice) -> dict:
-    """Active-speech ratio of a voice reading English; ``error`` when it cannot speak at all."""
-    try:
-        ident = Identity(voice.database, voice)
-        wav = np.concatenate([synthesize(ident, s, SAMPLE_RATE) for s in sentences()[:SCREEN_SENTENCES]])
-    except SSPSError as e:
-        return {"database": voice.database, "error": str(e).splitlines()[0]}
-    ratio = active_ratio(wav, SAMPLE_RATE)
-    return {
-        "database": voice.database,
-        "active_ratio": round(ratio, 3),
-        "seconds": round(len(wav) / SAMPLE_RATE, 2),
-    }
+from ssps.utils.files import atomic_write_text
 
 
 def _check_out(out: Path, config: dict) -> None:
@@ -194,73 +89,6 @@ def _indexed(arg):
     return i, fn(x)
 
 
-def make_trials(
-    rows: list[Utterance],
-    kinds: dict[tuple[str, str], str],
-    bases: dict[str, str],
-    rng: np.random.Generator,
-    max_targets: int,
-) -> dict:
-    """Trial lists over the test utterances.
-
-    cross_session: targets from two sessions of one speaker; same_session: targets from one session. Each
-    list has as many non-targets as targets: where siblings exist a quarter are sibling pairs (same base
-    voice), then half of the rest are *hard* (another voice recorded in the same kind of condition) and the
-    others random pairs of different voices. cross_session_no_siblings drops the sibling non-targets.
-
-    Args:
-        rows: test utterances (speaker and session filled).
-        kinds: (speaker, session) -> condition kind.
-        bases: speaker -> base voice.
-        rng: draws the sampled pairs.
-        max_targets: cap on targets per list.
-
-    Returns:
-        {"lists": {name: [(label, enrol, test)]}, "counts": {name: {category: count}}}.
-    """
-    ids = [r.utterance for r in rows]
-    spk = np.array([r.speaker for r in rows])
-    ses = np.array([f"{r.speaker}/{r.session}" for r in rows])
-    base = np.array([bases[r.speaker] for r in rows])
-    kind = np.array([kinds[(r.speaker, r.session)] for r in rows])
-    i, j = np.triu_indices(len(rows), 1)
-    same_spk = spk[i] == spk[j]
-    targets = {
-        "cross_session": np.flatnonzero(same_spk & (ses[i] != ses[j])),
-        "same_session": np.flatnonzero(same_spk & (ses[i] == ses[j])),
-    }
-    has_siblings = bool(np.any((base[i] == base[j]) & ~same_spk))
-    lists, counts = {}, {}
-    for name, t in targets.items():
-        if len(t) > max_targets:
-            t = np.sort(rng.choice(t, max_targets, replace=False))
-        n = len(t)
-        n_sib = n // 4 if has_siblings else 0
-        n_hard = (n - n_sib) // 2
-        other_base = base[i] != base[j]
-        pools = {
-            "sibling": np.flatnonzero((base[i] == base[j]) & ~same_spk),
-            "hard": np.flatnonzero(other_base & (kind[i] == kind[j])),
-            "random": np.flatnonzero(other_base),
-        }
-        picked, category = [], {}
-        for cat, want in (("sibling", n_sib), ("hard", n_sib + n_hard), ("random", n)):
-            want -= len(picked)  # a category that runs short is made up by the next one
-            pool = np.setdiff1d(pools[cat], np.array(picked, dtype=int))
-            chosen = np.sort(rng.choice(pool, max(0, min(want, len(pool))), replace=False))
-            picked += chosen.tolist()
-            category.update({int(k): cat for k in chosen})
-        lists[name] = [(1, ids[i[k]], ids[j[k]]) for k in t] + [(0, ids[i[k]], ids[j[k]]) for k in picked]
-        counts[name] = {"target": n} | {c: sum(v == c for v in category.values()) for c in pools}
-        if name == "cross_session" and has_siblings:
-            keep = [k for k in picked if category[k] != "sibling"]
-            lists["cross_session_no_siblings"] = [(1, ids[i[k]], ids[j[k]]) for k in t] + [
-                (0, ids[i[k]], ids[j[k]]) for k in keep
-            ]
-            counts["cross_session_no_siblings"] = counts[name] | {"sibling": 0}
-    return {"lists": lists, "counts": counts}
-
-
 def _usable_voices(candidates: list[Voice], workers: int, progress: bool) -> tuple[list, list]:
     """Screen voices: ([(voice, screening)], [dropped with reason]); at least two must be usable."""
     screened = _pool_map(screen_voice, candidates, workers, "screening voices", progress)
@@ -293,19 +121,6 @@ def _measure_siblings(
     report = sibling_separability(voices, n, channels, seed, pool)
     atomic_write_text(cache, json.dumps({"voices": names, "report": report}) + "\n")
     return report
-
-
-def _write_lists(out: Path, trials: dict, train_rows: list, test_rows: list) -> dict[str, str]:
-    """Trial lists, then the manifests, each atomically; returns their sha256 by relative path."""
-    checksums = {}
-    for name, lines in trials.items():
-        path = out / "trials" / f"{name}.txt"
-        atomic_write_text(path, "".join(f"{label} {a} {b}\n" for label, a, b in lines))
-        checksums[f"trials/{name}.txt"] = sha256(path)
-    for name, rows in (("test.tsv", test_rows), ("train.tsv", train_rows)):
-        write_manifest(out / name, rows)
-        checksums[name] = sha256(out / name)
-    return checksums
 
 
 def synth_corpus(
@@ -367,7 +182,7 @@ def synth_corpus(
     base_of = {i.name: i.base for i in idents}
     trials = make_trials(test_rows, kinds, base_of, rng_for(seed, "trials"), p.max_targets)
 
-    checksums = _write_lists(out, trials["lists"], train_rows, test_rows)
+    checksums = write_lists(out, trials["lists"], train_rows, test_rows)
     seconds = time.perf_counter() - start
     hours = sum(r.duration for r in train_rows + test_rows) / 3600
     summary = {

@@ -24,10 +24,10 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from ssps.data.conditions import apply_condition, draw_condition
+from ssps.corpus.conditions import apply_condition, draw_condition
+from ssps.corpus.text import sentences
+from ssps.corpus.voices import Identity, Voice, sibling_candidates, synthesize
 from ssps.data.manifest import read_manifest
-from ssps.data.text import sentences
-from ssps.data.voices import Identity, Voice, sibling_candidates, synthesize
 from ssps.errors import SSPSError
 from ssps.eval.metrics import eer
 from ssps.utils.files import atomic_write_text
@@ -168,7 +168,7 @@ def sibling_separability(voices: list[Voice], n: int, channels: str, seed: int, 
 
     Args:
         voices: base voices.
-        n: candidate siblings per voice (:func:`ssps.data.voices.sibling_candidates`).
+        n: candidate siblings per voice (:func:`ssps.corpus.voices.sibling_candidates`).
         channels: condition distribution for the ``conditioned`` measurement.
         seed: corpus seed.
         map_fn: ``map_fn(fn, items) -> list`` (lets the caller run it in parallel).

@@ -1,0 +1,1 @@
+"""The built-in corpus: MBROLA voices read English in simulated recording sessions (``ssps data synth``)."""

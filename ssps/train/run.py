@@ -1,0 +1,281 @@
+"""One training run's state: model, optimizer, schedules, SSPS sampler, loaders and checkpoints.
+
+:class:`Run` builds everything from the config and offers the hooks the loop calls
+(:mod:`ssps.train.loop`); :mod:`ssps.train.trainer` drives it over the epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from ssps import dist
+from ssps.checkpoint import load_checkpoint, save_checkpoint
+from ssps.config import Config
+from ssps.data.dataset import EpochBatchSampler, TrainDataset, collate, usable_rows
+from ssps.data.manifest import read_manifest
+from ssps.data.views import CropSpec, Views
+from ssps.errors import SSPSError
+from ssps.methods import build_method
+from ssps.train import schedules
+from ssps.train.log import MetricsWriter
+from ssps.train.steps import STEPS
+
+log = logging.getLogger("ssps")
+
+
+def build_views(cfg: Config, train_paths: list[str]) -> Views:
+    from ssps.augment.compose import Augmenter
+
+    m = cfg.method
+    if m.name == "simclr":
+        groups = [CropSpec(2, m.simclr.crop_seconds)]
+    else:
+        groups = [
+            CropSpec(m.dino.global_crops, m.dino.global_seconds),
+            CropSpec(m.dino.local_crops, m.dino.local_seconds),
+        ]
+    augment = None
+    if cfg.data.augment.strategy != "none":
+        augment = Augmenter(
+            cfg.data.augment,
+            sample_rate=cfg.features.sample_rate,
+            train_paths=train_paths,
+            seed=cfg.train.seed,
+        )
+    reference = cfg.ssps.reference_seconds if cfg.ssps.enabled else 0.0
+    return Views(groups, augment, reference, cfg.features.sample_rate)
+
+
+def build_optimizer(cfg: Config, method: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    groups = method.param_groups(o.weight_decay)  # every method provides its groups (ssps.methods)
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    raise SSPSError(f"optim.name={o.name!r}: expected adam, adamw or sgd")
+
+
+class Run:
+    """Everything one training run holds: model, optimizer, schedules, SSPS sampler, checkpoints."""
+
+    def __init__(self, cfg: Config, out_dir: Path, device: torch.device):
+        self.cfg, self.out_dir, self.device = cfg, out_dir, device
+        self.log = log
+        self.metrics = MetricsWriter(out_dir)
+        torch.manual_seed(cfg.train.seed)
+        random.seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+
+        if not cfg.data.train_manifest:
+            raise SSPSError(
+                "data.train_manifest is empty: set it in the config or with data.train_manifest=PATH"
+            )
+        self.manifest = read_manifest(cfg.data.train_manifest)
+        self.rows, self.skipped = usable_rows(self.manifest, cfg.data.min_duration, cfg.data.check_files)
+        paths = [str(self.manifest.resolve(i)) for i in self.rows]
+        self.dataset = TrainDataset(
+            self.manifest, build_views(cfg, paths), cfg.train.seed, cfg.features.sample_rate, self.rows
+        )
+        self.steps_per_epoch = cfg.train.steps_per_epoch or len(self.rows) // cfg.train.batch_size
+        if self.steps_per_epoch == 0:
+            raise SSPSError(
+                f"train.batch_size={cfg.train.batch_size} is larger than the "
+                f"{len(self.rows)} usable utterances in {cfg.data.train_manifest}"
+            )
+
+        self.method = build_method(cfg).to(device)
+        if cfg.train.sync_batchnorm and dist.world_size() > 1:
+            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+        self.steps = STEPS[cfg.method.name](self.method, cfg)
+        forward = self.steps.forward_module
+        self.model = (
+            nn.parallel.DistributedDataParallel(
+                forward, device_ids=[device] if device.type == "cuda" else None
+            )
+            if dist.world_size() > 1
+            else forward
+        )
+        self.optimizer = build_optimizer(cfg, self.method)
+        self.use_amp = cfg.train.amp != "none" and device.type == "cuda"
+        if cfg.train.amp != "none" and not self.use_amp:
+            log.warning("train.amp=%s needs CUDA; training in float32 on %s", cfg.train.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and cfg.train.amp == "fp16")
+        self.lr = schedules.learning_rate(cfg, self.steps_per_epoch)
+        self.momentum = schedules.teacher_momentum(cfg, self.steps_per_epoch)
+        self.teacher_temperature = cfg.method.dino.teacher_temperature
+        self.speakers = self.sessions = None
+        self.sampler = self._build_sampler() if cfg.ssps.enabled else None
+        self.queue_ready = False
+        self.step = 0
+        self.epoch = 0
+
+    def _build_sampler(self):
+        from ssps.sampling.ssps import SSPSSampler
+
+        cfg = self.cfg
+        speakers = sessions = None
+        if self.manifest.has_speakers:
+            speakers = torch.tensor(self.manifest.labels("speaker")[1])
+        if self.manifest.has_sessions:
+            sessions = torch.tensor(self.manifest.labels("session")[1])
+        if cfg.ssps.exclude_same_session and sessions is None:
+            raise SSPSError(f"ssps.exclude_same_session needs a session column in {cfg.data.train_manifest}")
+        if cfg.ssps.sampling == "oracle" and speakers is None:
+            raise SSPSError(f"ssps.sampling=oracle needs speaker labels in {cfg.data.train_manifest}")
+        embed_dim = cfg.encoder.embed_dim
+        pos_dim = cfg.method.simclr.projector_dims[-1] if cfg.method.simclr.projector_dims else embed_dim
+        sampler = SSPSSampler(
+            cfg.ssps,
+            num_items=len(self.manifest),
+            ref_dim=embed_dim,
+            pos_shape=self.steps.positive_shape(pos_dim),
+            speaker_ids=speakers,
+            session_ids=sessions,
+            seed=cfg.train.seed,
+        )
+        self.speakers, self.sessions = speakers, sessions
+        return sampler.to(self.device)
+
+    # -- hooks called by the loop ------------------------------------------------------------------------
+    def autocast(self):
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.train.amp == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def before_optimizer_step(self, epoch: int) -> None:
+        if self.cfg.optim.clip_grad > 0:  # every method clips per parameter (ssps.methods)
+            self.method.clip_gradients(self.cfg.optim.clip_grad)
+        if self.cfg.method.name == "dino" and epoch < self.cfg.method.dino.freeze_last_layer_epochs:
+            for p in self.method.last_layer_parameters():
+                p.grad = None
+
+    def after_optimizer_step(self, it: int) -> None:
+        if hasattr(self.method, "update_teacher"):
+            self.method.update_teacher(float(self.momentum[it]))
+
+    def cluster_diagnostics(self) -> dict[str, float]:
+        from ssps.sampling.diagnostics import cluster_diagnostics
+
+        if self.speakers is None or self.sampler.assignments is None:
+            return {}
+        return cluster_diagnostics(self.sampler.assignments, self.speakers, self.sessions)
+
+    def batch_diagnostics(self, index: torch.Tensor, drawn) -> dict[str, float]:
+        from ssps.sampling.diagnostics import sampling_diagnostics
+
+        return sampling_diagnostics(index, drawn.source_indices, drawn.found, self.speakers, self.sessions)
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def train_state(self, epoch_done: bool) -> dict:
+        state = {
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch_done": epoch_done,
+            "queue_ready": self.queue_ready,
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.sampler is not None and self.cfg.ssps.save_queues:
+            state["sampler"] = self.sampler.state_dict()
+        return state
+
+    def save(self, epoch: int, epoch_done: bool) -> None:
+        """Write latest.pt (all state, for resume); at epoch ends also epoch_NNNN.pt (embedder only)."""
+        if dist.is_main():
+            embedder = self.method.eval_embedder().state_dict()
+            if epoch_done:
+                save_checkpoint(
+                    self.out_dir / f"epoch_{epoch:04d}.pt", self.cfg, embedder, epoch + 1, self.step
+                )
+                self._prune_epoch_checkpoints()
+            save_checkpoint(
+                self.out_dir / "latest.pt",
+                self.cfg,
+                embedder,
+                epoch + int(epoch_done),
+                self.step,
+                self.train_state(epoch_done),
+            )
+        dist.barrier()
+
+    def _prune_epoch_checkpoints(self) -> None:
+        keep = self.cfg.train.keep_checkpoints
+        files = sorted(self.out_dir.glob("epoch_*.pt"))
+        for old in files[: max(len(files) - keep, 0)] if keep > 0 else []:
+            old.unlink()
+
+    def restore(self, path: Path, weights_only: bool = False) -> None:
+        """Resume from ``path`` (all state), or take only its model weights (``weights_only``: train.init)."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        train = ckpt.get("train")
+        if train is None and weights_only:
+            self._init_embedders(path, ckpt)
+            self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
+            return
+        if train is None:
+            raise SSPSError(f"{path}: holds no training state (an embedder-only checkpoint); use latest.pt")
+        try:
+            self.method.load_state_dict(train["method"])
+        except RuntimeError as e:
+            raise SSPSError(
+                f"{path}: model weights do not fit this config ({str(e).splitlines()[0][:160]})"
+            ) from None
+        if weights_only:
+            self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
+            return
+        self.optimizer.load_state_dict(train["optimizer"])
+        self.scaler.load_state_dict(train["scaler"])
+        torch.set_rng_state(train["torch_rng"].cpu())
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        if self.sampler is not None and "sampler" in train:
+            self.sampler.load_state_dict(train["sampler"])
+            self.queue_ready = train["queue_ready"]
+
+    def _init_embedders(self, path: Path, ckpt: dict) -> None:
+        """Initialise from an embedder-only checkpoint (an epoch or averaged one): the encoder weights go into
+        every embedder the method holds (DINO: student and teacher); heads and projectors start fresh."""
+        embedders = {id(e): e for e in (self.method.eval_embedder(), self.method.reference_encoder())}
+        student = getattr(self.method, "student", None)
+        if isinstance(student, nn.ModuleDict) and "embedder" in student:
+            embedders[id(student["embedder"])] = student["embedder"]
+        for embedder in embedders.values():
+            try:
+                embedder.load_state_dict(ckpt["embedder"])
+            except RuntimeError as e:
+                msg = str(e).splitlines()[0][:160]
+                raise SSPSError(f"{path}: embedder weights do not fit this config ({msg})") from None
+        log.warning("initialised the encoder from embedder-only %s; heads and projectors start fresh", path)
+
+    def loader(self, epoch: int, start_step: int) -> DataLoader:
+        batches = EpochBatchSampler(
+            self.rows,
+            self.cfg.train.batch_size,
+            self.cfg.train.seed,
+            epoch,
+            dist.rank(),
+            dist.world_size(),
+            self.steps_per_epoch,
+            start_step,
+        )
+        workers = self.cfg.data.num_workers
+        return DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
