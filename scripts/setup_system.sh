@@ -3,7 +3,7 @@
 # sox and ffmpeg for phone codecs. Idempotent; does nothing when everything is already there.
 set -euo pipefail
 # The voices of the tiny preset (CI); the default preset uses every installed one.
-tiny_voices=(us1 us2 us3 en1 de2 fr1)
+tiny_voices=(us1 us2 us3 en1 de2 fr1 de1 es1)
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v mbrola >/dev/null || need+=(mbrola)

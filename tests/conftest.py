@@ -41,7 +41,8 @@ def make_toy_corpus(
                 path = root / "wav" / utt
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(path, wav.astype(np.float32), sr)
-                rows.append(Utterance(utt, f"wav/{utt}", f"spk{s}", f"sess{e}", seconds))
+                # Session ids are corpus-wide recording ids (like VoxCeleb videos), not per speaker.
+                rows.append(Utterance(utt, f"wav/{utt}", f"spk{s}", f"rec{s * sessions + e:03d}", seconds))
     write_manifest(root / "train.tsv", rows)
     lines = []
     for i, a in enumerate(rows):

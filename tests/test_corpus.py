@@ -35,11 +35,14 @@ def tiny(tmp_path_factory):
 def test_tiny_layout_and_manifests(tiny):
     out, summary = tiny
     p = PRESETS["tiny"]
-    train, test = read_manifest(out / "train.tsv"), read_manifest(out / "test.tsv")
+    parts = {name: read_manifest(out / f"{name}.tsv") for name in ("train", "dev", "test")}
     assert (out / "train.tsv").read_text().splitlines()[0].split("\t") == list(COLUMNS)
-    rows = train.rows + test.rows
+    rows = [r for m in parts.values() for r in m.rows]
     assert len(rows) == summary["utterances"] == summary["speakers"] * p.sessions * p.utterances
-    for m in (train, test):
+    for name, m in parts.items():
+        assert summary[f"{name}_utterances"] == len(m) > 0
+        assert summary[f"{name}_speakers"] == len({r.speaker for r in m.rows})
+    for m in parts.values():
         for i, r in enumerate(m.rows):
             assert r.utterance == f"{r.speaker}/{r.session}/{r.utterance.split('/')[-1]}"
             assert r.path == f"wav/{r.utterance}" and m.resolve(i).is_file()
@@ -47,8 +50,16 @@ def test_tiny_layout_and_manifests(tiny):
             assert info.samplerate == 16000 and info.format == "FLAC"
             assert abs(info.frames / 16000 - r.duration) < 1e-3
             assert p.duration[0] - 1e-3 <= r.duration <= p.duration[1] + 1e-3
-    # Split by base voice: no speaker on both sides.
-    assert not {r.speaker for r in train.rows} & {r.speaker for r in test.rows}
+    # Split by base voice: no speaker in two parts.
+    speakers = [{r.speaker for r in m.rows} for m in parts.values()]
+    assert sum(map(len, speakers)) == len(set().union(*speakers)) == summary["speakers"]
+    # Session ids are opaque recording ids, unique across the corpus: grouping by the session column alone
+    # gives exactly one speaker per session, without reading the speaker column.
+    by_session: dict[str, set[str]] = {}
+    for r in rows:
+        by_session.setdefault(r.session, set()).add(r.speaker)
+        assert r.speaker not in r.session
+    assert len(by_session) == summary["sessions"] and all(len(v) == 1 for v in by_session.values())
     corpus = json.loads((out / "corpus.json").read_text())
     assert corpus["manifest_sha256"] == summary["manifest_sha256"]
     assert len(corpus["session_conditions"]) == summary["sessions"]
@@ -64,11 +75,13 @@ def test_tiny_audio_is_speech_not_silence(tiny):
 
 
 @needs_tts
-def test_tiny_trials_name_existing_files_and_are_balanced(tiny):
+@pytest.mark.parametrize("part", ["test", "dev"])
+def test_tiny_trials_name_existing_files_and_are_balanced(tiny, part):
     out, _ = tiny
-    test_ids = {r.utterance: r for r in read_manifest(out / "test.tsv").rows}
+    test_ids = {r.utterance: r for r in read_manifest(out / f"{part}.tsv").rows}
+    prefix = "" if part == "test" else "dev_"
     for name in ("cross_session", "same_session"):
-        trials = read_trials(out / "trials" / f"{name}.txt")
+        trials = read_trials(out / "trials" / f"{prefix}{name}.txt")
         labels = [t[0] for t in trials]
         assert sum(labels) == len(labels) - sum(labels) > 0
         for label, a, b in trials:
@@ -84,17 +97,18 @@ def test_tiny_is_deterministic_and_resumable(tiny, tmp_path):
     out, summary = tiny
     other = synth_corpus(tmp_path / "again", "tiny", seed=3, workers=1, progress=False)
     assert other["manifest_sha256"] == summary["manifest_sha256"]
-    a = sf.read(out / "wav" / "us1" / "sess01" / "u00.flac")[0]
-    b = sf.read(tmp_path / "again" / "wav" / "us1" / "sess01" / "u00.flac")[0]
+    first = read_manifest(out / "train.tsv").rows[0].path
+    a = sf.read(out / first)[0]
+    b = sf.read(tmp_path / "again" / first)[0]
     assert np.array_equal(a, b)
     before = {p: p.stat().st_mtime_ns for p in (out / "wav").rglob("*.flac")}
     rerun = synth_corpus(out, "tiny", seed=3, workers=2, progress=False)
     assert rerun["files_written"] == 0 and rerun["manifest_sha256"] == summary["manifest_sha256"]
     assert before == {p: p.stat().st_mtime_ns for p in (out / "wav").rglob("*.flac")}
     # A deleted file is regenerated identically.
-    (out / "wav" / "us1" / "sess01" / "u00.flac").unlink()
+    (out / first).unlink()
     assert synth_corpus(out, "tiny", seed=3, workers=1, progress=False)["files_written"] == 1
-    assert np.array_equal(a, sf.read(out / "wav" / "us1" / "sess01" / "u00.flac")[0])
+    assert np.array_equal(a, sf.read(out / first)[0])
 
 
 @needs_tts

@@ -12,7 +12,7 @@ from scipy.stats import chisquare
 from ssps.config import SSPSConfig
 from ssps.errors import SSPSError
 from ssps.sampling.diagnostics import cluster_diagnostics, sampling_diagnostics
-from ssps.sampling.ssps import SSPSSampler
+from ssps.sampling.ssps import SSPSSampler, uses_labels, uses_sessions
 
 SPEAKERS, SESSIONS, UTTS, DIM = 12, 4, 6, 32
 N = SPEAKERS * SESSIONS * UTTS
@@ -39,13 +39,22 @@ def _sampler(sampling="kmeans-repr", fill=True, with_labels=True, ref=None, **cf
     cfg = SSPSConfig(sampling=sampling, **cfg_kw)
     corpus_ref, speaker, session = _corpus()
     ref = corpus_ref if ref is None else ref
-    s = SSPSSampler(cfg, N, DIM, (2,), speaker if with_labels else None, session if with_labels else None)
+    # Labels only for the sampler that is named as using them; metadata only where a setting uses it.
+    speakers = speaker if with_labels and uses_labels(cfg) else None
+    sessions = session if with_labels and uses_sessions(cfg) else None
+    s = SSPSSampler(cfg, N, DIM, (2,), speakers, sessions)
     if fill:
         idx = torch.arange(N)
         s.write_reference(idx, ref)
         # A stored positive names its utterance, so a test can check that the row matches the source.
         s.write_positive(idx, torch.stack([idx.float(), -idx.float()], 1))
     return s
+
+
+def _labels():
+    """(speakers, sessions) of the synthetic corpus, for diagnostics."""
+    _, speaker, session = _corpus()
+    return speaker, session
 
 
 def _check_rows(res, s: SSPSSampler):
@@ -107,7 +116,7 @@ def test_draw_is_uniform_over_allowed_candidates(exclude):
     n = 30
     cfg = SSPSConfig(num_clusters=1, nearest_clusters=0, positive_queue_size=n, exclude_same_session=exclude)
     sessions = torch.tensor([0] * 26 + [1, 2, 3, 4])
-    s = SSPSSampler(cfg, n, 4, (1,), session_ids=sessions)
+    s = SSPSSampler(cfg, n, 4, (1,), session_ids=sessions if exclude else None)
     s.write_reference(torch.arange(n), torch.randn(n, 4))
     s.write_positive(torch.arange(n), torch.arange(n, dtype=torch.float32)[:, None])
     s.cluster(seed=0)
@@ -124,13 +133,13 @@ def test_pseudo_positive_accuracy_far_above_chance():
     s.cluster(seed=0)
     anchors = torch.arange(N)
     res = s.sample(anchors, step=0)
-    d = sampling_diagnostics(anchors, res.source_indices, res.found, s.speaker_ids, s.session_ids)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, *_labels())
     assert d["speaker_accuracy"] > 5 * chance and d["same_session_rate"] == 0.0
     knn = _sampler("knn", exclude_same_session=True, knn_neighbours=3)
     res = knn.sample(anchors, step=0)
-    d = sampling_diagnostics(anchors, res.source_indices, res.found, knn.speaker_ids, knn.session_ids)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, *_labels())
     assert d["coverage"] == 1.0 and d["speaker_accuracy"] > 10 * chance
-    c = cluster_diagnostics(s.assignments, s.speaker_ids, s.session_ids)
+    c = cluster_diagnostics(s.assignments, *_labels())
     assert 0 < c["nmi_speaker"] <= 1 and 0 < c["purity"] <= 1 and "nmi_session" in c
 
 
@@ -138,7 +147,7 @@ def test_oracle_is_same_speaker_other_session():
     s = _sampler("oracle")
     anchors = torch.arange(N)
     res = s.sample(anchors, step=0)
-    d = sampling_diagnostics(anchors, res.source_indices, res.found, s.speaker_ids, s.session_ids)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, *_labels())
     assert d == {"coverage": 1.0, "speaker_accuracy": 1.0, "same_session_rate": 0.0}
     _check_rows(res, s)
 

@@ -36,7 +36,7 @@ def make_trials(
     """
     ids = [r.utterance for r in rows]
     spk = np.array([r.speaker for r in rows])
-    ses = np.array([f"{r.speaker}/{r.session}" for r in rows])
+    ses = np.array([r.session for r in rows])  # corpus-wide recording ids
     base = np.array([bases[r.speaker] for r in rows])
     kind = np.array([kinds[(r.speaker, r.session)] for r in rows])
     i, j = np.triu_indices(len(rows), 1)
@@ -77,14 +77,17 @@ def make_trials(
     return {"lists": lists, "counts": counts}
 
 
-def write_lists(out: Path, trials: dict, train_rows: list, test_rows: list) -> dict[str, str]:
-    """Trial lists, then the manifests, each atomically; returns their sha256 by relative path."""
+def write_lists(out: Path, trials: dict, manifests: dict[str, list[Utterance]]) -> dict[str, str]:
+    """Trial lists, then the manifests (``<split>.tsv``), each atomically; returns sha256 by relative path.
+
+    The training manifest is written last of all: its presence means the corpus is complete.
+    """
     checksums = {}
     for name, lines in trials.items():
         path = out / "trials" / f"{name}.txt"
         atomic_write_text(path, "".join(f"{label} {a} {b}\n" for label, a, b in lines))
         checksums[f"trials/{name}.txt"] = sha256(path)
-    for name, rows in (("test.tsv", test_rows), ("train.tsv", train_rows)):
-        write_manifest(out / name, rows)
-        checksums[name] = sha256(out / name)
+    for split in sorted(manifests, key=lambda name: name == "train"):
+        write_manifest(out / f"{split}.tsv", manifests[split])
+        checksums[f"{split}.tsv"] = sha256(out / f"{split}.tsv")
     return checksums

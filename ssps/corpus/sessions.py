@@ -22,6 +22,7 @@ from ssps.utils.files import atomic_path
 
 SAMPLE_RATE = 16000
 TEST_FRACTION = 0.25  # of base voices; a voice's siblings follow it
+DEV_FRACTION = 0.15  # of base voices, for every setting and budget choice (test lists are for figures only)
 MIN_ACTIVE = 0.5  # voices whose English comes out mostly silent are dropped
 SCREEN_SENTENCES = 3
 
@@ -37,9 +38,14 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset(("us1", "us2", "us3", "en1", "de2", "fr1"), 2, 3, (1.0, 1.5), 0, 200),
+    "tiny": Preset(("us1", "us2", "us3", "en1", "de2", "fr1", "de1", "es1"), 2, 3, (1.0, 1.5), 0, 200),
     "default": Preset((), 4, 8, (2.0, 4.0), 1, 5000),
     "large": Preset((), 8, 16, (2.0, 5.0), 2, 20000),
+    # VoxCeleb2 has ~25 recordings (videos) of ~7 utterances per speaker: many short sessions, so that a
+    # speaker's recordings can form a neighbourhood in the embedding space (issue 10, hypothesis a).
+    "sessions16": Preset((), 16, 2, (2.0, 4.0), 1, 20000),  # the default's audio, 4x the sessions
+    "sessions16x4": Preset((), 16, 4, (2.0, 4.0), 1, 20000),
+    "sessions24": Preset((), 24, 3, (2.0, 4.0), 1, 20000),
 }
 
 
@@ -60,10 +66,24 @@ class Job:
     preset: Preset
 
     @property
+    def session_id(self) -> str:
+        return session_id(self.seed, self.ident.name, self.session)
+
+    @property
     def names(self) -> list[str]:
-        return [
-            f"{self.ident.name}/sess{self.session:02d}/u{k:02d}.flac" for k in range(self.preset.utterances)
-        ]
+        return [f"{self.ident.name}/{self.session_id}/u{k:02d}.flac" for k in range(self.preset.utterances)]
+
+
+def session_id(seed: int, speaker: str, session: int) -> str:
+    """An opaque, corpus-wide unique recording id, like a VoxCeleb video id.
+
+    The manifest's session column is recording metadata on its own: nothing about the speaker can be read
+    from it, and grouping by it never needs the speaker column.
+
+    >>> session_id(0, "us1", 1), session_id(0, "us2", 1) != session_id(0, "us1", 1)
+    ('r0b8a7ff5', True)
+    """
+    return f"r{zlib.crc32(f'{seed}/{speaker}/{session}'.encode()):08x}"
 
 
 def run_job(job: Job) -> dict:

@@ -107,11 +107,13 @@ def nearest_neighbour_rates(emb: np.ndarray, speakers: list[str], sessions: list
 
 
 def corpus_stats(corpus: str | Path) -> dict:
-    """Embed every utterance of CORPUS (train.tsv + test.tsv), score its trial lists, write stats.json."""
+    """Embed every utterance of CORPUS (train, dev and test), score its trial lists, write stats.json."""
     corpus = Path(corpus)
     start = time.perf_counter()
     rows = []
-    for name in ("train.tsv", "test.tsv"):
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        if name == "dev.tsv" and not (corpus / name).is_file():
+            continue  # corpora made before the dev split
         if not (corpus / name).is_file():
             raise SSPSError(f"{corpus / name}: not found; is {corpus} a corpus from `ssps data synth`?")
         m = read_manifest(corpus / name)

@@ -5,12 +5,15 @@ derived from a voice with MBROLA's pitch / formant / tempo controls where a meas
 apart. Every (speaker, session) draws one recording condition (:mod:`ssps.corpus.conditions`) for all of its
 utterances. Layout (VoxCeleb-like)::
 
-    OUT/wav/<speaker>/<session>/<utt>.flac   16 kHz FLAC
-    OUT/train.tsv, OUT/test.tsv              manifests; speakers split by base voice
-    OUT/trials/cross_session.txt             enrolment and test from different sessions
-    OUT/trials/same_session.txt              the channel effect: targets from one session
-    OUT/trials/cross_session_no_siblings.txt where test siblings exist: without sibling non-targets
+    OUT/wav/<speaker>/<session>/<utt>.flac   16 kHz FLAC; <session> an opaque corpus-wide recording id
+    OUT/train.tsv, dev.tsv, test.tsv         manifests; speakers split by base voice
+    OUT/trials/cross_session.txt             test: enrolment and test from different sessions
+    OUT/trials/same_session.txt              test: the channel effect, targets from one session
+    OUT/trials/cross_session_no_siblings.txt test, where siblings exist: without sibling non-targets
+    OUT/trials/dev_*.txt                     the same three lists over the dev speakers
     OUT/corpus.json                          what was made, from what, and how long it took
+
+Dev is for every choice (settings, budgets, samplers); the test lists only for the figures reported.
 
 Manifests, trials and corpus.json are written last, so an interrupted run leaves none of them; a rerun
 skips the sessions whose audio exists. Every session's randomness is seeded from (seed, speaker,
@@ -34,6 +37,7 @@ from tqdm import tqdm
 from ssps.corpus.conditions import draw_condition
 from ssps.corpus.lists import make_trials, write_lists
 from ssps.corpus.sessions import (
+    DEV_FRACTION,
     MIN_ACTIVE,
     PRESETS,
     SAMPLE_RATE,
@@ -48,6 +52,9 @@ from ssps.corpus.voices import Identity, Voice, check_tools, find_voice, install
 from ssps.data.manifest import Utterance
 from ssps.errors import SSPSError
 from ssps.utils.files import atomic_write_text
+
+SPLITS = ("train", "dev", "test")
+FORMAT = 2  # 2: opaque corpus-wide session ids and a dev split (1: sessNN per speaker, train/test only)
 
 
 def _check_out(out: Path, config: dict) -> None:
@@ -153,6 +160,7 @@ def synth_corpus(
         "channels": channels,
         "seed": seed,
         "voices": sorted(v.database for v in candidates),
+        "format": FORMAT,
     }
     _check_out(out, config)
 
@@ -164,47 +172,73 @@ def synth_corpus(
         kept = {r["name"] for r in sibling_report if r["kept"]}
         idents += [c for v, _ in used for c in sibling_candidates(v, p.siblings) if c.name in kept]
 
-    bases = sorted(v.database for v, _ in used)
-    n_test = max(1, round(TEST_FRACTION * len(bases)))
-    test_bases = set(rng_for(seed, "split").permutation(bases)[:n_test].tolist())
+    split = split_voices(sorted(v.database for v, _ in used), seed)
 
     jobs = [Job(i, s, str(out), seed, channels, p) for i in idents for s in range(1, p.sessions + 1)]
     results = _pool_map(run_job, jobs, workers, "sessions", progress)
 
-    train_rows, test_rows, kinds, sessions = [], [], {}, {}
+    rows: dict[str, list[Utterance]] = {name: [] for name in SPLITS}
+    kinds, sessions = {}, {}
     for job, r in zip(jobs, results, strict=True):
-        session = f"sess{job.session:02d}"
+        session = job.session_id
         kinds[(job.ident.name, session)] = r["condition"].kind
-        sessions[f"{job.ident.name}/{session}"] = r["condition"].to_json()
-        rows = test_rows if job.ident.base in test_bases else train_rows
+        sessions[session] = {"speaker": job.ident.name} | r["condition"].to_json()
         for name, length in zip(job.names, r["lengths"], strict=True):
-            rows.append(Utterance(name, f"wav/{name}", job.ident.name, session, length / SAMPLE_RATE))
+            rows[split[job.ident.base]].append(
+                Utterance(name, f"wav/{name}", job.ident.name, session, length / SAMPLE_RATE)
+            )
     base_of = {i.name: i.base for i in idents}
-    trials = make_trials(test_rows, kinds, base_of, rng_for(seed, "trials"), p.max_targets)
+    # Test lists draw from the same generator as before the dev split; dev has its own.
+    draw = {"test": rng_for(seed, "trials"), "dev": rng_for(seed, "dev-trials")}
+    trials = {
+        part: make_trials(rows[part], kinds, base_of, rng, p.max_targets)
+        for part, rng in draw.items()
+        if rows[part]
+    }
 
-    checksums = write_lists(out, trials["lists"], train_rows, test_rows)
+    lists = _prefixed(trials, "lists")
+    checksums = write_lists(out, lists, rows)
     seconds = time.perf_counter() - start
-    hours = sum(r.duration for r in train_rows + test_rows) / 3600
+    hours = sum(r.duration for part in rows.values() for r in part) / 3600
+    speakers = {part: len({r.speaker for r in rows[part]}) for part in SPLITS}
     summary = {
         "preset": preset, "preset_parameters": asdict(p), "channels": channels, "seed": seed,
         "sample_rate": SAMPLE_RATE, "workers": workers,
-        "voices_used": [asdict(v) | s | {"split": _split(v.database, test_bases)} for v, s in used],
+        "format": FORMAT, "voices_used": [asdict(v) | s | {"split": split[v.database]} for v, s in used],
         "voices_dropped": dropped,
         "siblings": sibling_report, "sibling_rule": SIBLING_RULE,
-        "speakers": len(idents), "train_speakers": sum(i.base not in test_bases for i in idents),
-        "test_speakers": sum(i.base in test_bases for i in idents), "sessions": len(jobs),
-        "utterances": len(train_rows) + len(test_rows), "train_utterances": len(train_rows),
-        "test_utterances": len(test_rows), "hours": round(hours, 3),
+        "speakers": len(idents), **{f"{part}_speakers": speakers[part] for part in SPLITS},
+        "sessions": len(jobs), "utterances": sum(map(len, rows.values())),
+        **{f"{part}_utterances": len(rows[part]) for part in SPLITS}, "hours": round(hours, 3),
         "files_written": sum(r["written"] for r in results), "seconds": round(seconds, 1),
-        "trials": trials["counts"], "sha256": checksums, "manifest_sha256": sha256_text(checksums),
+        "trials": _prefixed(trials, "counts"), "sha256": checksums, "manifest_sha256": sha256_text(checksums),
         "session_conditions": sessions,
     }  # fmt: skip
     atomic_write_text(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _split(database: str, test_bases: set[str]) -> str:
-    return "test" if database in test_bases else "train"
+def split_voices(bases: list[str], seed: int) -> dict[str, str]:
+    """Base voice -> "train", "dev" or "test" (a voice's siblings follow it).
+
+    The test voices are the first ``TEST_FRACTION`` of one seeded permutation, as in corpora made before
+    the dev split existed (same test speakers); dev takes the next ``DEV_FRACTION`` (at least two voices),
+    leaving at least one for training.
+    """
+    order = rng_for(seed, "split").permutation(bases).tolist()
+    n_test = max(1, round(TEST_FRACTION * len(bases)))
+    # Two dev voices at least, so that dev trial lists have non-targets.
+    n_dev = min(max(2, round(DEV_FRACTION * len(bases))), len(bases) - n_test - 1)
+    return {
+        v: "test" if k < n_test else "dev" if k < n_test + n_dev else "train" for k, v in enumerate(order)
+    }
+
+
+def _prefixed(trials: dict[str, dict], key: str) -> dict:
+    """Test lists keep their plain names (``cross_session``); dev lists are ``dev_cross_session``..."""
+    return {
+        (k if part == "test" else f"{part}_{k}"): v for part, t in trials.items() for k, v in t[key].items()
+    }
 
 
 def sha256_text(checksums: dict[str, str]) -> str:
@@ -230,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
     voices = [v for v in args.voices.split(",") if v] or None
     s = synth_corpus(args.out, args.preset, args.channels, args.seed, args.workers, voices, not args.quiet)
     print(
-        f"{args.out}: {s['speakers']} speakers ({s['train_speakers']} train, {s['test_speakers']} test), "
+        f"{args.out}: {s['speakers']} speakers ({s['train_speakers']} train, {s['dev_speakers']} dev, "
+        f"{s['test_speakers']} test), "
         f"{s['sessions']} sessions, {s['utterances']} utterances, {s['hours']:.2f} h of audio, "
         f"{s['files_written']} files written, {s['seconds']:.1f} s"
     )

@@ -2,7 +2,8 @@
 
 The utterance id is the path relative to the audio root (``<speaker>/<session>/<name>.flac``), which is
 also what trial lists name. ``path`` is relative to the manifest's folder unless absolute. ``speaker`` and
-``session`` may be empty (unknown); training never needs them, diagnostics use them when present.
+``session`` may be empty (unknown); self-supervised training never reads the speaker (diagnostics and the
+labelled variants do), and the session is a corpus-wide recording id (a VoxCeleb video).
 
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp()
@@ -61,14 +62,14 @@ class Manifest:
     def labels(self, column: str) -> tuple[list[str], list[int]]:
         """Distinct values of ``speaker`` or ``session`` and each row's integer code (-1 when empty).
 
-        Sessions are made unique per speaker (``speaker/session``) so that codes never collide.
+        Each column is read on its own: a session (recording) id must be unique across the corpus, as a
+        VoxCeleb video id is. Session codes never look at the speaker column, so the label-free methods
+        that use recording metadata (``ssps.exclude_same_session``, ``ssps.session_pooling``) do not read
+        speaker labels through them.
         """
-        values = []
-        for r in self.rows:
-            v = getattr(r, column)
-            if column == "session" and v:
-                v = f"{r.speaker}/{v}"
-            values.append(v)
+        if column not in ("speaker", "session"):
+            raise SSPSError(f"{self.source}: no label column {column!r} (expected speaker or session)")
+        values = [getattr(r, column) for r in self.rows]
         names = sorted({v for v in values if v})
         code = {n: i for i, n in enumerate(names)}
         return names, [code[v] if v else -1 for v in values]

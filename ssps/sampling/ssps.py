@@ -66,6 +66,16 @@ class SampleResult:
         return float(self.found.float().mean()) if self.found.numel() else 0.0
 
 
+def uses_labels(cfg: SSPSConfig) -> bool:
+    """The sampler reads speaker labels (the supervised upper bound, never a self-supervised result)."""
+    return cfg.sampling == "oracle"
+
+
+def uses_sessions(cfg: SSPSConfig) -> bool:
+    """The sampler reads the session column (recording metadata: "+ session metadata" in every result)."""
+    return cfg.exclude_same_session or cfg.session_pooling or uses_labels(cfg)
+
+
 def _mix_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 0x9E3779B1 + step * 0x85EBCA77 + rank * 0xC2B2AE3D + 1) % (1 << 62)
 
@@ -78,8 +88,13 @@ class SSPSSampler(nn.Module):
         num_items: N, the number of training utterances (dataset indices 0..N-1).
         ref_dim: D, the reference (encoder output) embedding size.
         pos_shape: shape of one stored positive, e.g. ``(512,)`` or ``(2, 256)``.
-        speaker_ids: (N,) long, -1 unknown; only for ``oracle`` and diagnostics.
-        session_ids: (N,) long, -1 unknown; recording metadata for ``exclude_same_session``.
+        speaker_ids: (N,) long, -1 unknown: speaker LABELS, accepted only by the ``oracle`` sampler.
+        session_ids: (N,) long, -1 unknown: recording metadata, accepted only when a setting uses it
+            (``exclude_same_session``, ``session_pooling``, or ``oracle``).
+
+    Label-free by construction: a sampler that does not use labels (or metadata) is never handed them,
+    so it cannot draw differently when the speaker column is permuted or removed (tests/test_label_free.py).
+    Diagnostics that compare draws with labels live outside (:mod:`ssps.sampling.diagnostics`).
         seed: base seed of the draws.
     """
 
@@ -109,10 +124,17 @@ class SSPSSampler(nn.Module):
             raise SSPSError(f"ssps.sampling=kmeans: positives need shape ({ref_dim},), got {self.pos_shape}")
         if cfg.sampling == "oracle" and speaker_ids is None:
             raise SSPSError("ssps.sampling=oracle needs speaker labels (no speaker column)")
+        if cfg.sampling != "oracle" and speaker_ids is not None:
+            raise SSPSError(f"ssps.sampling={cfg.sampling} is label-free: it must not be given speaker labels")
         if cfg.exclude_same_session and session_ids is None:
             raise SSPSError("ssps.exclude_same_session needs session ids (no session column)")
         if cfg.session_pooling and session_ids is None:
             raise SSPSError("ssps.session_pooling needs session ids (no session column)")
+        if session_ids is not None and not uses_sessions(cfg):
+            raise SSPSError(
+                "SSPS without session metadata (ssps.exclude_same_session=false, ssps.session_pooling=false) "
+                "must not be given session ids"
+            )
         dtype = queue_dtype(cfg.queue_dtype)
         self.reference = ReferenceQueue(num_items, ref_dim, dtype, persistent=False)
         self.positive = PositiveQueue(cfg.positive_queue_size, self.pos_shape, dtype, persistent=False)

@@ -121,17 +121,22 @@ class Run:
         self.epoch = 0
 
     def _build_sampler(self):
-        from ssps.sampling.ssps import SSPSSampler
+        from ssps.sampling.ssps import SSPSSampler, uses_labels, uses_sessions
 
         cfg = self.cfg
+        # Labels and metadata only for diagnostics (self.speakers / self.sessions, logged, never drawn
+        # from) and for the samplers that are named as using them.
         speakers = sessions = None
         if self.manifest.has_speakers:
             speakers = torch.tensor(self.manifest.labels("speaker")[1])
         if self.manifest.has_sessions:
             sessions = torch.tensor(self.manifest.labels("session")[1])
-        if cfg.ssps.exclude_same_session and sessions is None:
-            raise SSPSError(f"ssps.exclude_same_session needs a session column in {cfg.data.train_manifest}")
-        if cfg.ssps.sampling == "oracle" and speakers is None:
+        if (cfg.ssps.exclude_same_session or cfg.ssps.session_pooling) and sessions is None:
+            raise SSPSError(
+                f"ssps.exclude_same_session / ssps.session_pooling need a session column in "
+                f"{cfg.data.train_manifest}"
+            )
+        if uses_labels(cfg.ssps) and speakers is None:
             raise SSPSError(f"ssps.sampling=oracle needs speaker labels in {cfg.data.train_manifest}")
         embed_dim = cfg.encoder.embed_dim
         pos_dim = cfg.method.simclr.projector_dims[-1] if cfg.method.simclr.projector_dims else embed_dim
@@ -140,8 +145,8 @@ class Run:
             num_items=len(self.manifest),
             ref_dim=embed_dim,
             pos_shape=self.steps.positive_shape(pos_dim),
-            speaker_ids=speakers,
-            session_ids=sessions,
+            speaker_ids=speakers if uses_labels(cfg.ssps) else None,
+            session_ids=sessions if uses_sessions(cfg.ssps) else None,
             seed=cfg.train.seed,
         )
         self.speakers, self.sessions = speakers, sessions
