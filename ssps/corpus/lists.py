@@ -91,3 +91,19 @@ def write_lists(out: Path, trials: dict, manifests: dict[str, list[Utterance]]) 
         write_manifest(out / f"{split}.tsv", manifests[split])
         checksums[f"{split}.tsv"] = sha256(out / f"{split}.tsv")
     return checksums
+
+
+LIST_NAMES = ("cross_session", "cross_session_no_siblings", "same_session")
+
+
+def trial_lists(corpus: Path, split: str) -> dict[str, Path]:
+    """The trial lists of one split of a built-in corpus that exist: name -> path.
+
+    Test lists keep the names they had before the dev split (``trials/cross_session.txt``); dev lists are
+    ``trials/dev_cross_session.txt``...; corpora made before the dev split have no dev lists.
+    """
+    if split not in ("dev", "test"):
+        raise ValueError(f"split: expected dev or test, got {split!r}")
+    prefix = "" if split == "test" else "dev_"
+    paths = {name: Path(corpus) / "trials" / f"{prefix}{name}.txt" for name in LIST_NAMES}
+    return {name: path for name, path in paths.items() if path.is_file()}

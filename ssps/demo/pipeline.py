@@ -6,8 +6,10 @@ with two threads each ran 2.7x slower per step than with one thread each (DEVELO
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +18,10 @@ from pathlib import Path
 
 from ssps.errors import SSPSError
 from ssps.train.log import log
+from ssps.utils.files import atomic_write_text
+
+PACKAGE = Path(__file__).resolve().parents[1]
+CONFIGS = PACKAGE.parent / "configs"
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,41 @@ def ensure_corpus(corpus: Path, preset: str, workers: int) -> float:
     return time.perf_counter() - t0
 
 
+def code_version() -> str:
+    """sha256 over the source files that shape training, and the shipped configs: a run made by other code
+    is stale. Evaluation and the demo's own report code are left out (they do not change a trained model)."""
+    h = hashlib.sha256()
+    sources = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in ("demo", "eval")]
+    for path in sorted([*sources, *CONFIGS.rglob("*.yaml")]):
+        h.update(str(path.relative_to(PACKAGE.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _resolved(job: Job, overrides: list[str]) -> dict:
+    from ssps.config import load_config, to_dict
+
+    return to_dict(load_config(job.config, [*overrides, f"train.threads={job.threads}"]))
+
+
+def _reusable(run_dir: Path, resolved: dict, code: str) -> str:
+    """'done' (finished with this config and code), 'resume' (interrupted, same), 'stale' or 'new'."""
+    info = run_dir / "job.json"
+    if not info.is_file():
+        return "stale" if any(run_dir.iterdir()) else "new"
+    job = json.loads(info.read_text())
+    if job.get("config") != resolved or job.get("code") != code:
+        return "stale"
+    return "done" if (run_dir / "done.json").is_file() else "resume"
+
+
 def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]:
-    """Run ``jobs`` in dependency order with at most ``slots`` threads busy; finished jobs are reused."""
+    """Run ``jobs`` in dependency order with at most ``slots`` threads busy.
+
+    A job folder is reused only when its resolved config and the code version (:func:`code_version`)
+    match: finished jobs are kept, interrupted ones resumed. A folder made by another config or other code
+    is moved aside to ``NAME.stale`` (replacing an older one) and the job is trained again.
+    """
+    code = code_version()
     done: dict[str, JobResult] = {}
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
     pending = list(jobs)
@@ -72,15 +111,22 @@ def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]
             if all(dep in done for dep in job.after) and busy + job.threads <= slots:
                 pending.remove(job)
                 run_dir = out / job.name
-                if (run_dir / "done.json").is_file():  # finished in an earlier demo run
+                overrides = [
+                    o.format(**{k: str(v.checkpoint) for k, v in done.items()}) for o in job.overrides
+                ]
+                resolved = _resolved(job, overrides)
+                state = _reusable(run_dir, resolved, code) if run_dir.is_dir() else "new"
+                if state == "done":
                     info = json.loads((run_dir / "done.json").read_text())
                     done[job.name] = JobResult(
                         job.name, info["seconds"], run_dir / "latest.pt", run_dir / "stdout.log"
                     )
                     continue
-                overrides = [
-                    o.format(**{k: str(v.checkpoint) for k, v in done.items()}) for o in job.overrides
-                ]
+                if state == "stale":
+                    stale = out / f"{job.name}.stale"
+                    shutil.rmtree(stale, ignore_errors=True)
+                    run_dir.rename(stale)
+                    log.warning("%s was made by another config or code version: moved to %s", run_dir, stale)
                 cmd = [
                     sys.executable,
                     "-m",
@@ -92,9 +138,13 @@ def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]
                     "--out",
                     str(run_dir),
                 ]
-                if (run_dir / "latest.pt").is_file():
+                if state == "resume" and (run_dir / "latest.pt").is_file():
                     cmd.append("--resume")
                 run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(
+                    run_dir / "job.json",
+                    json.dumps({"config": resolved, "code": code, "command": cmd}) + "\n",
+                )
                 env = {**os.environ, "OMP_NUM_THREADS": str(job.threads), "MKL_NUM_THREADS": str(job.threads)}
                 stdout = open(run_dir / "stdout.log", "a")
                 log.info("start %s (%d thread%s)", job.name, job.threads, "s" if job.threads > 1 else "")
@@ -113,7 +163,7 @@ def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]
                 tail = (run_dir / "stdout.log").read_text().splitlines()[-5:]
                 raise SSPSError(f"training job {name} failed (exit {proc.returncode}): {' | '.join(tail)}")
             seconds = time.perf_counter() - t0
-            (run_dir / "done.json").write_text(json.dumps({"seconds": seconds}))
+            atomic_write_text(run_dir / "done.json", json.dumps({"seconds": seconds}) + "\n")
             log.info("done %s in %.0f s", name, seconds)
             done[name] = JobResult(name, seconds, run_dir / "latest.pt", run_dir / "stdout.log")
     return done
