@@ -133,6 +133,7 @@ class SSPSConfig:
     session_pooling: bool = (
         False  # search (knn) and cluster session-mean reference embeddings (session column)
     )
+    exclude_own_cluster: bool = False  # label-free: never draw from the anchor's own k-means cluster
     loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32

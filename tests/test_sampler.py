@@ -109,6 +109,29 @@ def test_exclude_same_session():
     assert (s.session_ids[src] != s.session_ids[anchors[res.found]]).all()
 
 
+@pytest.mark.parametrize("sampling", ["knn", "kmeans-repr"])
+def test_exclude_own_cluster_never_draws_from_it_and_reads_no_metadata(sampling):
+    # Clusters at the recording scale (K = sessions): the own cluster stands in for the recording.
+    s = _sampler(sampling, with_labels=False, exclude_own_cluster=True, nearest_clusters=0, knn_neighbours=3)
+    assert (s.session_ids == -1).all() and (s.speaker_ids == -1).all()  # label-free by construction
+    s.cluster(seed=0)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=1)
+    src = res.source_indices[res.found]
+    assert (s.assignments[src] != s.assignments[anchors[res.found]]).all()
+    if sampling == "knn":  # a k-nearest draw outside the own cluster: still found for nearly everyone
+        assert res.coverage > 0.95
+        speaker, session = _labels()
+        d = sampling_diagnostics(anchors, res.source_indices, res.found, speaker, session)
+        plain = _sampler("knn", with_labels=False, knn_neighbours=3)
+        plain.cluster(seed=0)
+        p = plain.sample(anchors, step=1)
+        e = sampling_diagnostics(anchors, p.source_indices, p.found, speaker, session)
+        assert d["same_session_rate"] < e["same_session_rate"] / 2
+    else:  # M = 0 with the own cluster excluded leaves nothing to draw
+        assert not res.found.any()
+
+
 @pytest.mark.parametrize("exclude", [False, True])
 def test_draw_is_uniform_over_allowed_candidates(exclude):
     # One cluster, anchor 0 of session 0: 26 entries share its session, 4 do not. With the exclusion most

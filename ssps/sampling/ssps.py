@@ -174,7 +174,7 @@ class SSPSSampler(nn.Module):
             raise SSPSError("ssps: reference queue empty; SSPS needs one epoch to fill it (ssps.start_epoch)")
         if self.cfg.session_pooling:
             self.pooled = self._session_means(filled)
-        if self.cfg.sampling not in ("kmeans-repr", "kmeans"):
+        if self.cfg.sampling not in ("kmeans-repr", "kmeans") and not self.cfg.exclude_own_cluster:
             return {"filled": float(filled.numel())}
         k = min(self.cfg.num_clusters, filled.numel())
         res = spherical_kmeans(self.keys()[filled], k, self.cfg.kmeans_iterations, seed)
@@ -218,6 +218,9 @@ class SSPSSampler(nn.Module):
     def _allowed(self, anchors: torch.Tensor, entries: torch.Tensor, same_session: bool) -> torch.Tensor:
         """Broadcastable bool: entry utterance may be a positive for the anchor utterance."""
         ok = entries != anchors
+        if self.cfg.exclude_own_cluster:  # label-free stand-in for the anchor's recording
+            c = self.assignments[anchors]
+            ok &= (self.assignments[entries.clamp_min(0)] != c) | (c < 0)
         if same_session:
             s = self.session_ids[anchors]
             ok &= (self.session_ids[entries.clamp_min(0)] != s) | (s < 0)
