@@ -23,25 +23,39 @@ from ssps.audio.io import fixed_crop, load_audio
 from ssps.checkpoint import load_embedder
 from ssps.config import load_config
 from ssps.data.manifest import read_manifest
+from ssps.sampling.channel import channel_statistics
 from ssps.sampling.diagnostics import cluster_diagnostics, sampling_diagnostics
 from ssps.sampling.ssps import SSPSSampler, uses_labels, uses_sessions
 
+COLUMNS = ("coverage", "speaker_accuracy", "same_session_rate", "nmi_speaker", "nmi_session")
+
 
 @torch.no_grad()
-def reference_embeddings(checkpoint: Path, manifest, seconds: float, batch: int = 64) -> torch.Tensor:
+def reference_embeddings(
+    checkpoint: Path, manifest, seconds: float, batch: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) embeddings and (N, C) channel statistics of every utterance's clean reference frame."""
     embedder, cfg = load_embedder(checkpoint)
     n = int(round(seconds * cfg.features.sample_rate))
-    out = []
+    emb, stats = [], []
     for start in range(0, len(manifest), batch):
         wavs = [
             fixed_crop(load_audio(manifest.resolve(i), cfg.features.sample_rate), n)
             for i in range(start, min(start + batch, len(manifest)))
         ]
-        out.append(embedder(torch.from_numpy(np.stack(wavs))).float())
-    return torch.cat(out)
+        x = torch.from_numpy(np.stack(wavs))
+        emb.append(embedder(x).float())
+        stats.append(channel_statistics(x, cfg.features.sample_rate))
+    return torch.cat(emb), torch.cat(stats)
 
 
-def probe(ref: torch.Tensor, overrides: list[str], speakers: torch.Tensor, sessions: torch.Tensor) -> dict:
+def probe(
+    ref: torch.Tensor,
+    stats: torch.Tensor,
+    overrides: list[str],
+    speakers: torch.Tensor,
+    sessions: torch.Tensor,
+) -> dict:
     cfg = load_config(overrides=["ssps.enabled=true", "ssps.queue_dtype=float32", *overrides]).ssps
     n = ref.shape[0]
     cfg = type(cfg)(**{**cfg.__dict__, "positive_queue_size": max(cfg.positive_queue_size, n)})
@@ -55,6 +69,8 @@ def probe(ref: torch.Tensor, overrides: list[str], speakers: torch.Tensor, sessi
     )
     idx = torch.arange(n)
     s.write_reference(idx, ref)
+    if s.needs_channel:
+        s.write_channel(idx, stats)
     s.write_positive(idx, ref)
     t0 = time.perf_counter()
     s.cluster(seed=0)
@@ -79,19 +95,15 @@ def main() -> None:
     manifest = read_manifest(args.corpus / f"{args.split}.tsv")
     speakers = torch.tensor(manifest.labels("speaker")[1])
     sessions = torch.tensor(manifest.labels("session")[1])
-    ref = reference_embeddings(args.checkpoint, manifest, args.reference_seconds)
+    ref, stats = reference_embeddings(args.checkpoint, manifest, args.reference_seconds)
     rows = []
     print("| setting | coverage | speaker acc. | same session | NMI spk | NMI sess |")
     print("|---|---|---|---|---|---|")
     for setting in args.set or ["ssps.sampling=knn"]:
-        r = probe(ref, setting.split(), speakers, sessions)
+        r = probe(ref, stats, setting.split(), speakers, sessions)
         rows.append(r)
-        f = lambda k: f"{100 * r[k]:.1f}" if k in r else "–"  # noqa: E731
-        print(
-            f"| {r['setting']} | {f('coverage')} | {f('speaker_accuracy')} | {f('same_session_rate')} | "
-            f"{f('nmi_speaker')} | {f('nmi_session')} |",
-            flush=True,
-        )
+        cells = [f"{100 * r[k]:.1f}" if k in r else "–" for k in COLUMNS]
+        print(f"| {r['setting']} | " + " | ".join(cells) + " |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -134,6 +134,8 @@ class SSPSConfig:
         False  # search (knn) and cluster session-mean reference embeddings (session column)
     )
     exclude_own_cluster: bool = False  # label-free: never draw from the anchor's own k-means cluster
+    exclude_same_channel: bool = False  # label-free: never draw from the anchor's channel-fingerprint cluster
+    channel_clusters: int = 0  # K of the fingerprint clustering (recordings); 0 = N / 8 (~7 utt. per video)
     loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32

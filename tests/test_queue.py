@@ -118,3 +118,18 @@ def test_reference_rows_are_unit_norm(dtype):
     norms = q.embeddings.float().norm(dim=1)
     assert torch.allclose(norms, torch.ones(10), atol=2e-3)
     assert torch.allclose(q.embeddings.float(), F.normalize(q.embeddings.float(), dim=1), atol=2e-3)
+
+
+def test_channel_statistics_tell_recordings_apart():
+    from ssps.sampling.channel import channel_statistics, fingerprint_keys
+
+    # Two "recordings": the same noise through two different filters; each crop's fingerprint is nearest
+    # to the other crops of its own recording.
+    g = torch.Generator().manual_seed(0)
+    wav = torch.randn(8, 16000, generator=g)
+    low = torch.nn.functional.conv1d(wav[:4, None], torch.ones(1, 1, 8) / 8, padding=4)[:, 0, :16000]
+    keys = fingerprint_keys(channel_statistics(torch.cat([low, wav[4:]])))
+    sim = keys @ keys.T
+    sim.fill_diagonal_(-2)
+    group = torch.tensor([0] * 4 + [1] * 4)
+    assert (group[sim.argmax(1)] == group).all()

@@ -132,6 +132,24 @@ def test_exclude_own_cluster_never_draws_from_it_and_reads_no_metadata(sampling)
         assert not res.found.any()
 
 
+def test_exclude_same_channel_keeps_the_recording_out_without_metadata():
+    # Channel statistics: a per-recording offset (room, microphone...) plus a little noise, as in real audio.
+    # Fewer clusters than recordings: k-means merges recordings rather than splitting one.
+    s = _sampler("knn", with_labels=False, exclude_same_channel=True, channel_clusters=SPEAKERS * SESSIONS // 2)
+    assert (s.session_ids == -1).all() and s.needs_channel
+    speaker, session = _labels()
+    g = torch.Generator().manual_seed(5)
+    offsets = 3 * torch.randn(SPEAKERS * SESSIONS, 80, generator=g) - 4
+    s.write_channel(torch.arange(N), offsets[session] + 0.05 * torch.randn(N, 80, generator=g))
+    s.cluster(seed=0)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    d = sampling_diagnostics(anchors, res.source_indices, res.found, speaker, session)
+    assert d["coverage"] > 0.95 and d["same_session_rate"] < 0.02
+    src = res.source_indices[res.found]
+    assert (s.channel_assignments[src] != s.channel_assignments[anchors[res.found]]).all()
+
+
 @pytest.mark.parametrize("exclude", [False, True])
 def test_draw_is_uniform_over_allowed_candidates(exclude):
     # One cluster, anchor 0 of session 0: 26 entries share its session, 4 do not. With the exclusion most

@@ -54,10 +54,19 @@ class ReferenceQueue(nn.Module):
         dim: D, the embedding size.
         dtype: storage dtype; float16 halves the memory (the k-means runs in float32 regardless).
         persistent: whether the buffers appear in ``state_dict``.
+        normalise: store rows L2-normalised (embeddings); false keeps them as given (channel statistics).
     """
 
-    def __init__(self, num_items: int, dim: int, dtype: torch.dtype = torch.float16, persistent: bool = True):
+    def __init__(
+        self,
+        num_items: int,
+        dim: int,
+        dtype: torch.dtype = torch.float16,
+        persistent: bool = True,
+        normalise: bool = True,
+    ):
         super().__init__()
+        self.normalise = normalise
         self.register_buffer("embeddings", torch.zeros(num_items, dim, dtype=dtype), persistent=persistent)
         self.register_buffer("filled", torch.zeros(num_items, dtype=torch.bool), persistent=persistent)
 
@@ -68,7 +77,8 @@ class ReferenceQueue(nn.Module):
         emb = dist.gather(emb.detach().to(self.embeddings.device, torch.float32))
         keep = _last_occurrence(indices)
         indices, emb = indices[keep], emb[keep]
-        self.embeddings[indices] = F.normalize(emb, dim=-1).to(self.embeddings.dtype)
+        emb = F.normalize(emb, dim=-1) if self.normalise else emb
+        self.embeddings[indices] = emb.to(self.embeddings.dtype)
         self.filled[indices] = True
 
     @property

@@ -41,6 +41,8 @@ from ssps import dist
 from ssps.config import SSPSConfig
 from ssps.errors import SSPSError
 from ssps.registry import Registry
+from ssps.sampling.channel import N_MELS as CHANNEL_MELS
+from ssps.sampling.channel import fingerprint_keys
 from ssps.sampling.kmeans import nearest_clusters, spherical_kmeans
 from ssps.sampling.queue import PositiveQueue, ReferenceQueue, queue_dtype
 
@@ -125,7 +127,9 @@ class SSPSSampler(nn.Module):
         if cfg.sampling == "oracle" and speaker_ids is None:
             raise SSPSError("ssps.sampling=oracle needs speaker labels (no speaker column)")
         if cfg.sampling != "oracle" and speaker_ids is not None:
-            raise SSPSError(f"ssps.sampling={cfg.sampling} is label-free: it must not be given speaker labels")
+            raise SSPSError(
+                f"ssps.sampling={cfg.sampling} is label-free: it must not be given speaker labels"
+            )
         if cfg.exclude_same_session and session_ids is None:
             raise SSPSError("ssps.exclude_same_session needs session ids (no session column)")
         if cfg.session_pooling and session_ids is None:
@@ -137,6 +141,10 @@ class SSPSSampler(nn.Module):
             )
         dtype = queue_dtype(cfg.queue_dtype)
         self.reference = ReferenceQueue(num_items, ref_dim, dtype, persistent=False)
+        # ssps.exclude_same_channel: each utterance's channel statistics (ssps.sampling.channel), raw, and
+        # the recording cluster cluster() puts it in (-1 unknown).
+        channel_dim = 2 * CHANNEL_MELS if cfg.exclude_same_channel else 0
+        self.channel = ReferenceQueue(num_items, channel_dim, dtype, persistent=False, normalise=False)
         self.positive = PositiveQueue(cfg.positive_queue_size, self.pos_shape, dtype, persistent=False)
         unknown = torch.full((num_items,), -1, dtype=torch.long)
         for name, ids in (("speaker_ids", speaker_ids), ("session_ids", session_ids)):
@@ -145,6 +153,7 @@ class SSPSSampler(nn.Module):
                 raise SSPSError(f"SSPS {name}: expected {num_items} values, got shape {tuple(ids.shape)}")
             self.register_buffer(name, ids.clone(), persistent=False)
         self.register_buffer("assignments", unknown.clone(), persistent=False)
+        self.register_buffer("channel_assignments", unknown.clone(), persistent=False)
         # ssps.session_pooling, rebuilt by cluster(): one normalised mean reference embedding per session
         # (S, D), each utterance's row in it (N,), -1 when unknown, and the per-utterance view (N, D).
         self.register_buffer("session_keys", torch.zeros(0, ref_dim), persistent=False)
@@ -157,6 +166,15 @@ class SSPSSampler(nn.Module):
     def write_reference(self, indices: torch.Tensor, emb: torch.Tensor) -> None:
         """(B,) dataset indices, (B, D) reference-frame encoder outputs (normalised when stored)."""
         self.reference.write(indices, emb)
+
+    @property
+    def needs_channel(self) -> bool:
+        """Whether the loop must hand in channel statistics (:meth:`write_channel`)."""
+        return self.cfg.exclude_same_channel
+
+    def write_channel(self, indices: torch.Tensor, stats: torch.Tensor) -> None:
+        """(B,) dataset indices, (B, 2 * n_mels) channel statistics of the reference frames (raw)."""
+        self.channel.write(indices, stats)
 
     def write_positive(self, indices: torch.Tensor, emb: torch.Tensor) -> None:
         """(B,) dataset indices, (B, *pos_shape) detached positive-branch outputs."""
@@ -174,6 +192,8 @@ class SSPSSampler(nn.Module):
             raise SSPSError("ssps: reference queue empty; SSPS needs one epoch to fill it (ssps.start_epoch)")
         if self.cfg.session_pooling:
             self.pooled = self._session_means(filled)
+        if self.cfg.exclude_same_channel:
+            self._cluster_channels(seed)
         if self.cfg.sampling not in ("kmeans-repr", "kmeans") and not self.cfg.exclude_own_cluster:
             return {"filled": float(filled.numel())}
         k = min(self.cfg.num_clusters, filled.numel())
@@ -185,6 +205,17 @@ class SSPSSampler(nn.Module):
         self.neighbours = dist.broadcast(nearest_clusters(res.centroids, m))
         n = filled.numel()
         return {"filled": float(n), "clusters": float(k), "inertia": res.inertia / n}
+
+    def _cluster_channels(self, seed: int) -> None:
+        """Recordings, label-free: spherical k-means of the standardised channel fingerprints."""
+        filled = self.channel.filled.nonzero().squeeze(1)
+        self.channel_assignments.fill_(-1)
+        if filled.numel() == 0:
+            return
+        k = self.cfg.channel_clusters or max(1, filled.numel() // 8)
+        keys = fingerprint_keys(self.channel.embeddings[filled].float())
+        res = spherical_kmeans(keys, min(k, filled.numel()), self.cfg.kmeans_iterations, seed + 7919)
+        self.channel_assignments[filled] = res.assignments
 
     def keys(self) -> torch.Tensor:
         """(N, D) what neighbours and clusters are computed on: each utterance's reference embedding or,
@@ -218,9 +249,14 @@ class SSPSSampler(nn.Module):
     def _allowed(self, anchors: torch.Tensor, entries: torch.Tensor, same_session: bool) -> torch.Tensor:
         """Broadcastable bool: entry utterance may be a positive for the anchor utterance."""
         ok = entries != anchors
-        if self.cfg.exclude_own_cluster:  # label-free stand-in for the anchor's recording
-            c = self.assignments[anchors]
-            ok &= (self.assignments[entries.clamp_min(0)] != c) | (c < 0)
+        # Label-free stand-ins for the anchor's recording: its own cluster, or its fingerprint cluster.
+        for flag, groups in (
+            (self.cfg.exclude_own_cluster, self.assignments),
+            (self.cfg.exclude_same_channel, self.channel_assignments),
+        ):
+            if flag:
+                c = groups[anchors]
+                ok &= (groups[entries.clamp_min(0)] != c) | (c < 0)
         if same_session:
             s = self.session_ids[anchors]
             ok &= (self.session_ids[entries.clamp_min(0)] != s) | (s < 0)
@@ -288,6 +324,9 @@ class SSPSSampler(nn.Module):
         names = ["assignments", "centroids", "neighbours"]
         state = {n: getattr(self, n) for n in names}
         state.update({f"reference.{k}": v for k, v in self.reference.named_buffers()})
+        if self.cfg.exclude_same_channel:
+            state.update({f"channel.{k}": v for k, v in self.channel.named_buffers()})
+            state["channel_assignments"] = self.channel_assignments
         state.update({f"positive.{k}": v for k, v in self.positive.named_buffers()})
         return state
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ssps import dist
 from ssps.errors import SSPSError
+from ssps.sampling.channel import channel_statistics
 from ssps.train.steps import reference_embeddings
 
 
@@ -99,7 +100,10 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
 
         if phase in ("fill", "on") and finite:  # a skipped batch must not put NaN into the queues
             # Queues: the clean reference frame's embedding, and the positive the loss consumed.
-            sampler.write_reference(index, reference_embeddings(method, batch["reference"].to(run.device)))
+            reference = batch["reference"].to(run.device)
+            sampler.write_reference(index, reference_embeddings(method, reference))
+            if sampler.needs_channel:  # label-free recording fingerprints (ssps.exclude_same_channel)
+                sampler.write_channel(index, channel_statistics(reference, cfg.features.sample_rate))
             sampler.write_positive(index, stored.detach().float())
             if (
                 phase == "on"
