@@ -135,7 +135,8 @@ def test_exclude_own_cluster_never_draws_from_it_and_reads_no_metadata(sampling)
 def test_exclude_same_channel_keeps_the_recording_out_without_metadata():
     # Channel statistics: a per-recording offset (room, microphone...) plus a little noise, as in real audio.
     # Fewer clusters than recordings: k-means merges recordings rather than splitting one.
-    s = _sampler("knn", with_labels=False, exclude_same_channel=True, channel_clusters=SPEAKERS * SESSIONS // 2)
+    k = SPEAKERS * SESSIONS // 2
+    s = _sampler("knn", with_labels=False, exclude_same_channel=True, channel_clusters=k)
     assert (s.session_ids == -1).all() and s.needs_channel
     speaker, session = _labels()
     g = torch.Generator().manual_seed(5)
