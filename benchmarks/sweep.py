@@ -156,6 +156,12 @@ def main() -> None:
     p.add_argument("--seeds", default="", help="comma-separated seeds (default: the sweep file's)")
     p.add_argument("--split", default="dev", choices=["dev", "test"])
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="retrain finished runs made by another config or code version (default: keep them; each "
+        "run's job.json records its config and code version)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     sweep = yaml.safe_load(args.sweep.read_text())
@@ -164,7 +170,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s] or sweep.get("seeds", [0])
     only = {s for s in args.only.split(",") if s} or None
     out.mkdir(parents=True, exist_ok=True)
-    done = run_jobs(plan(sweep, corpus, seeds, only), out, slots=args.workers)
+    done = run_jobs(
+        plan(sweep, corpus, seeds, only), out, slots=args.workers, reuse_any_finished=not args.strict
+    )
     evals: dict[str, list[dict]] = {}
     for name in sweep["variants"]:
         runs = [done[f"{name}_s{s}"] for s in seeds if f"{name}_s{s}" in done]

@@ -83,8 +83,14 @@ def _resolved(job: Job, overrides: list[str]) -> dict:
     return to_dict(load_config(job.config, [*overrides, f"train.threads={job.threads}"]))
 
 
-def _reusable(run_dir: Path, resolved: dict, code: str) -> str:
-    """'done' (finished with this config and code), 'resume' (interrupted, same), 'stale' or 'new'."""
+def _reusable(run_dir: Path, resolved: dict, code: str, any_finished: bool = False) -> str:
+    """'done' (finished with this config and code), 'resume' (interrupted, same), 'stale' or 'new'.
+
+    ``any_finished``: a finished job counts as done whatever config or code made it (exploratory sweeps;
+    its job.json still records both).
+    """
+    if any_finished and (run_dir / "done.json").is_file():
+        return "done"
     info = run_dir / "job.json"
     if not info.is_file():
         return "stale" if any(run_dir.iterdir()) else "new"
@@ -94,12 +100,15 @@ def _reusable(run_dir: Path, resolved: dict, code: str) -> str:
     return "done" if (run_dir / "done.json").is_file() else "resume"
 
 
-def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]:
+def run_jobs(
+    jobs: list[Job], out: Path, slots: int = 2, reuse_any_finished: bool = False
+) -> dict[str, JobResult]:
     """Run ``jobs`` in dependency order with at most ``slots`` threads busy.
 
     A job folder is reused only when its resolved config and the code version (:func:`code_version`)
     match: finished jobs are kept, interrupted ones resumed. A folder made by another config or other code
     is moved aside to ``NAME.stale`` (replacing an older one) and the job is trained again.
+    ``reuse_any_finished`` keeps every finished job (see :func:`_reusable`).
     """
     code = code_version()
     done: dict[str, JobResult] = {}
@@ -115,7 +124,7 @@ def run_jobs(jobs: list[Job], out: Path, slots: int = 2) -> dict[str, JobResult]
                     o.format(**{k: str(v.checkpoint) for k, v in done.items()}) for o in job.overrides
                 ]
                 resolved = _resolved(job, overrides)
-                state = _reusable(run_dir, resolved, code) if run_dir.is_dir() else "new"
+                state = _reusable(run_dir, resolved, code, reuse_any_finished) if run_dir.is_dir() else "new"
                 if state == "done":
                     info = json.loads((run_dir / "done.json").read_text())
                     done[job.name] = JobResult(
