@@ -63,6 +63,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: refused to load: holds objects other than plain data and tensors, which could run "
             f"code when unpickled ({_unpickler_reason(e)})"
         ) from None
+    except (KeyError, IndexError):
+        # What the legacy (non-zip) unpickler raises on a file that is not a pickle at all, e.g. text.
+        raise SSPSError(f"{path}: not an ssps checkpoint (not a file written by torch.save)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SSPSError(f"{path}: corrupt or truncated checkpoint ({msg[:200]})") from None

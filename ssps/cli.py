@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "ssps.data.commands",
     "ssps.train.commands",
     "ssps.eval.commands",
+    "ssps.export.commands",
     "ssps.demo.commands",
 ]
 

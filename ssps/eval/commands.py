@@ -209,9 +209,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ssps.eval.verifier import Verifier
+    from ssps.export.runtime import exported_format
 
     check_paths([Path(args.a), Path(args.b)], "verify")
-    verifier = Verifier.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    onnx = exported_format(args.checkpoint) == "onnx"
+    device = torch.device("cpu") if onnx and args.device == "auto" else resolve_device(args.device)
+    verifier = Verifier.from_checkpoint(args.checkpoint, device=device)
     score = verifier.score(args.a, args.b)
     if args.threshold is None:
         print(f"score {score:.6f} (cosine; no --threshold given, so no decision)")
@@ -258,7 +261,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("verify", help="score two recordings and accept or reject")
-    p.add_argument("checkpoint")
+    p.add_argument(
+        "checkpoint", help="an ssps checkpoint, or a model from `ssps export` (.onnx, TorchScript)"
+    )
     p.add_argument("a", metavar="A.wav")
     p.add_argument("b", metavar="B.wav")
     p.add_argument("--threshold", type=float, help="accept when the cosine score >= this")
