@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "ssps.train.commands",
     "ssps.eval.commands",
     "ssps.export.commands",
+    "ssps.info",
     "ssps.demo.commands",
 ]
 
