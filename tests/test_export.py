@@ -202,3 +202,16 @@ def test_too_short_input_is_refused(models):
     model = ExportedModel(models.exported("tdnn", "torchscript"))
     with pytest.raises(SSPSError, match="at least 2240 samples"):
         model.embed_waveforms(np.zeros((1, 2000), np.float32))
+
+
+def test_exporter_failure_is_one_line_and_leaves_no_file(models, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxscript")
+
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("Failed to export the model\nwith a long traceback-like explanation")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    assert main(["export", str(models.checkpoint("tdnn")), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ssps export: error: ONNX export failed (Failed to export the model)"
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,7 @@
 """Write a checkpoint's embedder as an ONNX or TorchScript file that carries its own metadata.
 
+What is exported is :class:`ExportModel`: the embedder with the export-friendly front end.
+
 Both formats take a float32 batch with dynamic batch and time axes and return (B, D) raw embeddings
 (not L2-normalised: divide by the norm, or score with cosine, as ``ssps score`` does). Metadata
 (:func:`export_metadata`) goes into the file: ONNX ``metadata_props``, TorchScript extra file
@@ -21,7 +23,7 @@ import ssps
 from ssps.checkpoint import load_embedder
 from ssps.config import Config, to_dict
 from ssps.errors import SSPSError
-from ssps.export.model import ExportModel
+from ssps.export.frontend import ConvLogMel
 from ssps.utils.files import atomic_path, sha256
 
 FORMATS = ("onnx", "torchscript")
@@ -29,6 +31,27 @@ EXPORT_FORMAT = "ssps-export"
 EXPORT_VERSION = 1
 TORCHSCRIPT_EXTRA = "ssps.json"
 EXAMPLE_SECONDS = 2.0  # length of the example input traced or exported; any length runs afterwards
+
+
+class ExportModel(nn.Module):
+    """An :class:`ssps.embedder.Embedder` with its front end swapped for :class:`ConvLogMel`.
+
+    Args:
+        embedder: the trained Embedder (front end + encoder), in eval mode.
+        from_features: export the encoder alone, taking (B, T, n_mels) log-mel features.
+    """
+
+    def __init__(self, embedder: nn.Module, from_features: bool = False):
+        super().__init__()
+        self.features = None if from_features else ConvLogMel(embedder.features)
+        self.encoder = embedder.encoder
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N) waveforms (or (B, T, n_mels) features) -> (B, D) raw embeddings (not normalised)."""
+        if self.features is not None:
+            x = self.features(x)
+        return self.encoder(x)
 
 
 def min_input_length(model: ExportModel, cfg: Config) -> int:

@@ -1,6 +1,9 @@
 """Run an exported model (ONNX with onnxruntime, TorchScript with torch.jit) from its file alone.
 
->>> # model = load_exported("tdnn.onnx"); model.embed_waveforms(np.zeros((1, 16000), np.float32))
+Example::
+
+    model = ExportedModel("tdnn.onnx")
+    emb = model.embed_waveforms(wav[None])  # (1, N) float32 at model.sample_rate -> (1, D), not normalised
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def _load_onnx(path: Path, device: torch.device) -> tuple[Any, dict[str, str]]:
         raise SSPSError(f"{path}: ONNX models run on the CPU here (onnxruntime CPU build); use --device cpu")
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as torch
+    options.inter_op_num_threads = 1
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for malformed files
