@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,7 +38,8 @@ def run(toy_corpus, tmp_path_factory):
         f"data.val_trials={toy_corpus / 'trials.txt'}",
         f"data.val_root={toy_corpus / 'wav'}",
     ]
-    assert main(["train", "configs/simclr.yaml", *overrides, "--out", str(out)]) == 0
+    config = Path(__file__).resolve().parents[1] / "configs" / "simclr.yaml"
+    assert main(["train", str(config), *overrides, "--out", str(out)]) == 0
     assert main(["average", str(out), "--last", "2"]) == 0
     trials = toy_corpus / "trials.txt"
     assert (
