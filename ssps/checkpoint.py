@@ -3,7 +3,10 @@
 Layout (plain data + tensors only, so ``torch.load(weights_only=True)`` can read it)::
 
     {"format": "ssps-checkpoint", "version": 1, "config": {...}, "embedder": state_dict,
-     "epoch": int, "step": int, "train": {...} | None}
+     "epoch": int, "step": int, "train": {...} | None, "provenance": {...}}
+
+``provenance`` (absent in older files) records where the weights came from: the training manifest and
+its sha256, and for an averaged checkpoint the files averaged; ``ssps info`` shows it.
 
 ``embedder`` holds the weights that produce evaluation embeddings (DINO: the teacher), so any checkpoint
 loads into :class:`ssps.embedder.Embedder` without knowing how it was trained.
@@ -33,8 +36,12 @@ def save_checkpoint(
     epoch: int = 0,
     step: int = 0,
     train_state: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> None:
-    """Write atomically: the previous file stays intact if anything fails (full disk, kill)."""
+    """Write atomically: the previous file stays intact if anything fails (full disk, kill).
+
+    ``provenance`` is plain data (strings, numbers, lists), e.g. ``{"train_manifest_sha256": ...}``.
+    """
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -43,6 +50,7 @@ def save_checkpoint(
         "epoch": epoch,
         "step": step,
         "train": train_state,
+        "provenance": dict(provenance or {}),
     }
     try:
         with atomic_path(path) as tmp:
@@ -63,6 +71,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: refused to load: holds objects other than plain data and tensors, which could run "
             f"code when unpickled ({_unpickler_reason(e)})"
         ) from None
+    except (KeyError, IndexError):
+        # What the legacy (non-zip) unpickler raises on a file that is not a pickle at all, e.g. text.
+        raise SSPSError(f"{path}: not an ssps checkpoint (not a file written by torch.save)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SSPSError(f"{path}: corrupt or truncated checkpoint ({msg[:200]})") from None

@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "ssps.data.commands",
     "ssps.train.commands",
     "ssps.eval.commands",
+    "ssps.export.commands",
+    "ssps.info",
     "ssps.demo.commands",
 ]
 

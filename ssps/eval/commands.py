@@ -192,26 +192,37 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_eval_dir(checkpoint: str | Path, trials: str | Path) -> Path:
+    """Where ``ssps eval`` writes by default, and where ``ssps info`` looks: beside the checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / "eval" / f"{checkpoint.stem}_{Path(trials).stem}"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_eval_dir(args.checkpoint, args.trials)
     results = evaluate(
         args.checkpoint,
         args.trials,
         args.data,
-        args.out,
+        out,
         args.batch_size,
         args.device,
         args.cohort,
         args.top_k,
     )
     print(summary_line(results))
+    print(f"results: {out / 'results.json'}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ssps.eval.verifier import Verifier
+    from ssps.export.runtime import exported_format
 
     check_paths([Path(args.a), Path(args.b)], "verify")
-    verifier = Verifier.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    onnx = exported_format(args.checkpoint) == "onnx"
+    device = torch.device("cpu") if onnx and args.device == "auto" else resolve_device(args.device)
+    verifier = Verifier.from_checkpoint(args.checkpoint, device=device)
     score = verifier.score(args.a, args.b)
     if args.threshold is None:
         print(f"score {score:.6f} (cosine; no --threshold given, so no decision)")
@@ -251,14 +262,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint")
     p.add_argument("trials")
     p.add_argument("--data", required=True, help="audio root the trial paths are relative to")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--out", help="output folder (default: CKPT_DIR/eval/<checkpoint>_<trials>, where `ssps info` looks)"
+    )
     p.add_argument("--cohort", help="cohort embeddings .npz: turns on AS-norm")
     p.add_argument("--top-k", type=int, default=300)
     add_model_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("verify", help="score two recordings and accept or reject")
-    p.add_argument("checkpoint")
+    p.add_argument(
+        "checkpoint", help="an ssps checkpoint, or a model from `ssps export` (.onnx, TorchScript)"
+    )
     p.add_argument("a", metavar="A.wav")
     p.add_argument("b", metavar="B.wav")
     p.add_argument("--threshold", type=float, help="accept when the cosine score >= this")

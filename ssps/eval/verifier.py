@@ -1,14 +1,15 @@
-"""One-call speaker verification from a checkpoint: embed two recordings and compare them.
+"""One-call speaker verification from a checkpoint or an exported model: embed two recordings, compare.
 
 Example::
 
-    v = ssps.Verifier.from_checkpoint("runs/simclr/checkpoint.pt")
+    v = ssps.Verifier.from_checkpoint("runs/simclr/checkpoint.pt")  # or an ``ssps export`` file
     v.score("alice_1.wav", "alice_2.wav")  # cosine in [-1, 1]
     v.verify("alice_1.wav", "bob.wav", threshold=0.5)  # True = same speaker
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +17,49 @@ import torch
 import torch.nn as nn
 
 from ssps.audio.io import load_audio
-from ssps.config import Config
 from ssps.errors import SSPSError
 
 
 class Verifier:
-    """Wraps an :class:`ssps.embedder.Embedder` in eval mode.
+    """Embeds whole utterances with a model in eval mode and scores pairs by cosine.
 
     Args:
-        embedder: waveform (B, N) -> (B, D) model.
-        cfg: the config it was trained with (its sample rate is the input rate).
-        device: where the model runs.
+        embedder: waveform (B, N) -> (B, D) model: an :class:`ssps.embedder.Embedder`, or an
+            :class:`ssps.export.runtime.ExportedModel`'s ``embed_waveforms``.
+        sample_rate: the model's input rate.
+        min_samples: the shortest utterance the model accepts.
+        device: where a torch model runs.
     """
 
-    def __init__(self, embedder: nn.Module, cfg: Config, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        embedder: Callable[[torch.Tensor], torch.Tensor | np.ndarray],
+        sample_rate: int,
+        min_samples: int,
+        device: str | torch.device = "cpu",
+    ):
         self.device = torch.device(device)
-        self.embedder = embedder.to(self.device).eval()
-        self.cfg = cfg
-        self.sample_rate = cfg.features.sample_rate
+        if isinstance(embedder, nn.Module):
+            embedder = embedder.to(self.device).eval()
+        self.embedder = embedder
+        self.sample_rate = sample_rate
+        self.min_samples = min_samples
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Verifier:
-        """Load any ssps checkpoint (SSPSError if it is missing, corrupt or not an ssps checkpoint)."""
+        """Load any ssps checkpoint, or a model written by ``ssps export`` (``.onnx`` or TorchScript).
+
+        SSPSError if the file is missing, corrupt or neither. ONNX models run on the CPU.
+        """
+        from ssps.export.runtime import ExportedModel, exported_format
+
+        if exported_format(path) is not None:
+            model = ExportedModel(path, device=device)
+            return cls(model.embed_waveforms, model.sample_rate, model.min_samples, device)
         from ssps.checkpoint import load_embedder
 
         embedder, cfg = load_embedder(path, device=device)
-        return cls(embedder, cfg, device)
+        return cls(embedder, cfg.features.sample_rate, embedder.features.n_fft // 2 + 1, device)
 
     @torch.inference_mode()
     def embed(self, audio: np.ndarray | str | Path) -> np.ndarray:
@@ -60,10 +78,12 @@ class Verifier:
             wav = np.asarray(audio, dtype=np.float32)
             if wav.ndim != 1 or wav.size == 0:
                 raise SSPSError(f"expected (N,) mono samples at {self.sample_rate} Hz, got shape {wav.shape}")
-        if wav.size <= self.embedder.features.n_fft // 2:
-            raise SSPSError(f"utterance of {wav.size} samples is too short to embed")
+        if wav.size < self.min_samples:
+            raise SSPSError(
+                f"utterance of {wav.size} samples is too short to embed (need {self.min_samples})"
+            )
         x = torch.from_numpy(np.ascontiguousarray(wav)).to(self.device)[None]  # (1, N)
-        return self.embedder(x)[0].float().cpu().numpy()
+        return np.asarray(torch.as_tensor(self.embedder(x))[0].float().cpu())
 
     def score(self, a: np.ndarray | str | Path, b: np.ndarray | str | Path) -> float:
         """Cosine similarity of the two embeddings, in [-1, 1] (higher = more likely the same speaker).

@@ -28,4 +28,5 @@ def average_checkpoints(paths: list[Path], out: Path) -> None:
         k: (v / len(paths)).to(first["embedder"][k].dtype) if v.is_floating_point() else v
         for k, v in total.items()
     }
-    save_checkpoint(out, cfg, averaged, last["epoch"], last["step"])
+    provenance = {**last.get("provenance", {}), "averaged_from": [p.name for p in paths]}
+    save_checkpoint(out, cfg, averaged, last["epoch"], last["step"], provenance=provenance)

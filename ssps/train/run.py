@@ -27,6 +27,7 @@ from ssps.methods import build_method
 from ssps.train import schedules
 from ssps.train.log import MetricsWriter
 from ssps.train.steps import STEPS
+from ssps.utils.files import sha256
 
 log = logging.getLogger("ssps")
 
@@ -82,6 +83,11 @@ class Run:
                 "data.train_manifest is empty: set it in the config or with data.train_manifest=PATH"
             )
         self.manifest = read_manifest(cfg.data.train_manifest)
+        # Stored in every checkpoint, so `ssps info` can tell which data a model was trained on.
+        self.provenance = {
+            "train_manifest": str(cfg.data.train_manifest),
+            "train_manifest_sha256": sha256(cfg.data.train_manifest),
+        }
         self.rows, self.skipped = usable_rows(self.manifest, cfg.data.min_duration, cfg.data.check_files)
         paths = [str(self.manifest.resolve(i)) for i in self.rows]
         self.dataset = TrainDataset(
@@ -202,7 +208,12 @@ class Run:
             embedder = self.method.eval_embedder().state_dict()
             if epoch_done:
                 save_checkpoint(
-                    self.out_dir / f"epoch_{epoch:04d}.pt", self.cfg, embedder, epoch + 1, self.step
+                    self.out_dir / f"epoch_{epoch:04d}.pt",
+                    self.cfg,
+                    embedder,
+                    epoch + 1,
+                    self.step,
+                    provenance=self.provenance,
                 )
                 self._prune_epoch_checkpoints()
             save_checkpoint(
@@ -212,6 +223,7 @@ class Run:
                 epoch + int(epoch_done),
                 self.step,
                 self.train_state(epoch_done),
+                self.provenance,
             )
         dist.barrier()
 
