@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from ssps.errors import SSPSError
+from ssps.errors import PeerLostError, SSPSError
 
 # Modules that add sub-commands; each defines register(subparsers).
 COMMAND_MODULES = [
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except SSPSError as e:
         print(f"ssps {args.command}: error: {e}", file=sys.stderr)
+        if isinstance(e, PeerLostError):
+            # The process group's C++ threads still wait on the dead peer: a normal exit would abort
+            # ("terminate called without an active exception", code -6) instead of returning 2.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"ssps {args.command}: interrupted", file=sys.stderr)

@@ -3,3 +3,7 @@
 
 class SSPSError(Exception):
     """A problem with the user's input (file, key, value) that the message names."""
+
+
+class PeerLostError(SSPSError):
+    """Another rank died or hung. The process group's threads cannot be joined: exit without unwinding."""

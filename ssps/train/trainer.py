@@ -13,7 +13,7 @@ import torch
 from ssps import dist
 from ssps.checkpoint import checkpoint_config, load_checkpoint
 from ssps.config import Config, dump_config
-from ssps.errors import SSPSError
+from ssps.errors import PeerLostError, SSPSError
 from ssps.train import schedules
 from ssps.train.log import setup_logging
 from ssps.train.loop import train_one_epoch
@@ -131,7 +131,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
             raise
         # A rank died or the network failed: the collective raised (gloo: at once; else after the timeout).
         first = dist.failure_reason(e)
-        raise SSPSError(
+        raise PeerLostError(
             f"rank {dist.rank()}: lost contact with the other ranks at step {run.step} ({first}); "
             f"{latest} holds the last complete checkpoint: restart with --resume"
         ) from None
