@@ -21,7 +21,7 @@ Sweep file::
     reference: simclr                     # the variant differences are measured against
     variants:
       simclr: {config: configs/simclr.yaml}
-      ssps_knn: {config: configs/simclr_ssps.yaml, overrides: [ssps.session_pooling=false]}
+      ssps_knn: {config: configs/simclr_ssps_session_meta.yaml, overrides: [ssps.session_pooling=false]}
 """
 
 from __future__ import annotations

@@ -3,21 +3,40 @@
 import json
 
 import numpy as np
+import pytest
 
+from ssps.checkpoint import load_checkpoint
 from ssps.cli import main
 from ssps.demo.analysis import project_2d, similarity_analysis
+from ssps.demo.commands import Budget, plan
+from ssps.demo.evaluate import aggregate, comparisons
+from ssps.demo.report import results_table
+from ssps.errors import SSPSError
 
 
 def test_demo_quick_writes_results_and_report(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--quick", "--corpus", str(tiny_corpus), "--out", str(out)]
-    assert main([*args, "--steps", "2", "--base-epochs", "1", "--cont-epochs", "2", "--batch-size", "8"]) == 0
+    budget = ["--steps", "2", "--base-epochs", "1", "--cont-epochs", "2", "--batch-size", "8", "--seeds", "2"]
+    assert main([*args, *budget]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results) >= {"corpus", "methods", "budget", "commit", "command", "date"}
     for name in ("simclr", "simclr_ssps", "simclr_oracle"):
         m = results["methods"][name]
         assert 0 <= m["eer"] <= 1 and 0 <= m["min_dcf"] <= 1
         assert m["n_target"] > 0 and len(m["trials_sha256"]) == 64
+        # Two seeds, each scored on the test and the dev lists; the headline is the test mean.
+        assert m["seeds"] == [0, 1] and set(m["per_seed"]) == {"0", "1"}
+        per_seed = [m["per_seed"][s]["test"]["cross_session"]["eer"] for s in ("0", "1")]
+        assert m["eer"] == pytest.approx(np.mean(per_seed))
+        assert m["eer_std"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert m["dev"]["cross_session"]["trials_sha256"] != m["trials_sha256"]
+        assert (out / f"{name}_s1" / "latest.pt").is_file()
+    # The seeds are two trainings, not one run reported twice.
+    w0, w1 = (load_checkpoint(out / f"simclr_s{s}" / "latest.pt")["embedder"] for s in "01")
+    assert any(not w0[k].equal(w1[k]) for k in w0 if w0[k].is_floating_point())
+    vs = results["methods"]["simclr_ssps"]["test"]["vs_simclr"]
+    assert set(vs) >= {"delta", "exceeds_spread", "gap_closed"}
     assert results["methods"]["simclr_ssps"]["ssps_epochs"], "the SSPS run logged no SSPS epoch"
     # Same number of steps from the same base for baseline, SSPS and oracle (the paper's protocol).
     steps = {results["methods"][n]["steps"] for n in ("simclr", "simclr_ssps", "simclr_oracle")}
@@ -25,7 +44,8 @@ def test_demo_quick_writes_results_and_report(tiny_corpus, tmp_path, capsys):
     report = (out / "report.md").read_text()
     for picture in ("det_cross_session.png", "ssps_diagnostics.png", "projection.png"):
         assert picture in report and (out / picture).stat().st_size > 1000
-    assert "| SimCLR + SSPS |" in capsys.readouterr().out
+    assert "| SimCLR + SSPS (label-free" in capsys.readouterr().out
+    assert "## Dev lists" in report and "## Test lists" in report
 
 
 def test_similarity_analysis_orders_a_channel_free_embedding():
@@ -47,3 +67,56 @@ def test_projection_is_deterministic():
     emb = np.random.default_rng(1).standard_normal((30, 8))
     a, b = project_2d(emb), project_2d(emb)
     assert a.shape == (30, 2) and np.allclose(a, b)
+
+
+def _entry(eer: float) -> dict:
+    m = {"eer": eer, "min_dcf_0.01": 0.5, "min_dcf_0.05": 0.2, "n_target": 3, "n_nontarget": 9}
+    sims = {"same_speaker_cross_session": 0.5, "same_session": 0.8, "different_speakers": 0.1}
+    return {
+        "test": {"cross_session": {**m, "trials_sha256": "t"}},
+        "dev": {"cross_session": {**m, "eer": eer + 0.01, "trials_sha256": "d"}},
+        "similarity": {**sims, "cross_over_within_session": 0.625},
+        "steps": 6,
+    }
+
+
+def test_seed_figures_and_the_gap_closed_are_computed_from_the_seeds():
+    methods = {
+        "simclr": aggregate({s: _entry(e) for s, e in enumerate([0.20, 0.22, 0.24])}),
+        "simclr_ssps": aggregate({s: _entry(e) for s, e in enumerate([0.15, 0.16, 0.17])}),
+        "simclr_oracle": aggregate({s: _entry(e) for s, e in enumerate([0.10, 0.10, 0.10])}),
+        "simclr_ssps_session_meta": aggregate({s: _entry(e) for s, e in enumerate([0.21, 0.20, 0.22])}),
+    }
+    comparisons(methods, {n: "simclr" for n in methods}, {n: "simclr_oracle" for n in methods})
+    assert methods["simclr"]["eer"] == pytest.approx(0.22) and methods["simclr"]["eer_std"] == pytest.approx(
+        0.02
+    )
+    vs = methods["simclr_ssps"]["test"]["vs_simclr"]
+    assert vs["delta"] == pytest.approx(-0.06) and vs["exceeds_spread"] is True  # 0.06 > 2 x 0.02
+    assert vs["gap_closed"] == pytest.approx(0.06 / 0.12)
+    assert methods["simclr_ssps_session_meta"]["test"]["vs_simclr"]["exceeds_spread"] is False
+    assert methods["simclr_ssps"]["dev"]["cross_session"]["eer"] == pytest.approx(0.17)
+    assert "vs_simclr" not in methods["simclr"]["test"]
+    table = results_table({n: {**m, "label": n} for n, m in methods.items()}, "test")
+    assert "| simclr_ssps | 3 | 16.00 ± 1.00 |" in table and "(> 2 std), 50 % of gap" in table
+
+
+def test_demo_refuses_an_unknown_row_or_no_seed(tmp_path):
+    with pytest.raises(SSPSError, match="--rows: unknown method 'simclr_sps'"):
+        plan(tmp_path, ("simclr", "simclr_sps"), Budget())
+    with pytest.raises(SSPSError, match="--seeds: expected a positive"):
+        plan(tmp_path, ("simclr",), Budget(seeds=0))
+
+
+def test_demo_plan_validates_on_dev_and_trains_every_seed_from_one_base(tmp_path):
+    jobs = {j.name: j for j in plan(tmp_path, ("simclr", "simclr_ssps", "dino"), Budget(seeds=3))}
+    assert set(jobs) == {"simclr_base", "dino_base"} | {
+        f"{r}_s{s}" for r in ("simclr", "simclr_ssps", "dino") for s in range(3)
+    }
+    for job in jobs.values():
+        assert f"data.val_trials={tmp_path / 'trials' / 'dev_cross_session.txt'}" in job.overrides
+    assert (
+        jobs["simclr_ssps_s2"].after == ("simclr_base",)
+        and "train.seed=2" in jobs["simclr_ssps_s2"].overrides
+    )
+    assert "train.init={dino_base}" in jobs["dino_s1"].overrides

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ssps.demo.pipeline import Job, ensure_corpus, run_jobs
+from ssps.errors import SSPSError
 from ssps.train.log import setup_logging
 from ssps.utils.files import atomic_write_text
 
@@ -19,19 +21,48 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 @dataclass(frozen=True)
 class Budget:
-    """Training lengths, chosen by measurement (README, "Results"): epochs of ``steps`` steps."""
+    """Training lengths, chosen on the dev lists (docs/experiments.md): epochs of ``steps`` steps."""
 
     steps: int = 25
     base_epochs: int = 16
     cont_epochs: int = 8
     batch_size: int = 0  # 0 = the config's
+    seeds: int = 1  # each continuation is trained with seeds 0 .. seeds-1 from the same base
 
 
-# SSPS needs a base good enough for its pseudo-positives to be mostly right; the base-length sweep behind
-# this choice is in the README ("Results").
+# SSPS needs a base good enough for its pseudo-positives to be mostly right (docs/experiments.md).
 FULL = Budget()
-# Quick: 8 minutes from a fresh clone, corpus synthesis included (6 x 25-step epochs measured 8 min 13 s).
+# Quick: SimCLR rows only, shorter training (about 8 minutes from a fresh clone, corpus included).
 QUICK = Budget(steps=20, base_epochs=6, cont_epochs=3)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method of the report: a continuation of ``family``'s base with ``config`` and ``overrides``."""
+
+    family: str  # "simclr" or "dino": whose base it continues
+    config: str
+    overrides: tuple[str, ...] = ()
+    ssps: bool = False  # SSPS from epoch base + 1 (the fill epoch is the base's last-plus-one)
+
+
+# The report's rows, in order. Names that read labels or recording metadata say so.
+ROWS: dict[str, Row] = {
+    "simclr": Row("simclr", "simclr.yaml"),
+    "simclr_ssps": Row("simclr", "simclr_ssps.yaml", ssps=True),
+    "simclr_ssps_paper": Row(
+        "simclr",
+        "simclr_ssps.yaml",
+        ("ssps.sampling=kmeans-repr", "ssps.exclude_same_channel=false", "ssps.num_clusters=376"),
+        ssps=True,
+    ),
+    "simclr_ssps_session_meta": Row("simclr", "simclr_ssps_session_meta.yaml", ssps=True),
+    "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
+    "dino": Row("dino", "dino.yaml"),
+    "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
+}
+DEFAULT_ROWS = ("simclr", "simclr_ssps", "simclr_ssps_session_meta", "simclr_oracle", "dino", "dino_ssps")
+QUICK_ROWS = ("simclr", "simclr_ssps", "simclr_oracle")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,14 +78,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-epochs", type=int, help="epochs of base training (default 16; --quick 6)")
     p.add_argument("--cont-epochs", type=int, help="epochs of each continuation (default 8; --quick 3)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: the configs')")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train each continuation with seeds 0..N-1; report mean ± std"
+    )
+    p.add_argument(
+        "--rows",
+        help=f"comma-separated methods (default {','.join(DEFAULT_ROWS)}; known: {','.join(ROWS)})",
+    )
+    p.add_argument(
+        "--reuse-finished",
+        action="store_true",
+        help="keep finished jobs made by other code or configs (job.json records both); default: retrain",
+    )
     p.set_defaults(func=run_demo)
 
 
-def plan(corpus: Path, quick: bool, budget: Budget) -> list[Job]:
-    """Base SimCLR (and DINO), then continuations from the same base checkpoint, the same steps and seeds."""
+def job_name(row: str, seed: int) -> str:
+    return f"{row}_s{seed}"
+
+
+def families(rows: tuple[str, ...]) -> list[str]:
+    """The bases the rows continue, SimCLR first."""
+    return sorted({ROWS[r].family for r in rows}, key=["simclr", "dino"].index)
+
+
+def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = False) -> list[Job]:
+    """One base per family, then every row's continuation from it for each seed, with the same steps.
+
+    Validation during training reads the dev lists only: the test lists are for the reported figures.
+    """
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SSPSError(f"--rows: unknown method {unknown[0]!r}; expected some of {', '.join(ROWS)}")
+    if budget.seeds < 1:
+        raise SSPSError(f"--seeds: expected a positive number of seeds, got {budget.seeds}")
     data = [
         f"data.train_manifest={corpus / 'train.tsv'}",
-        f"data.val_trials={corpus / 'trials' / 'cross_session.txt'}",
+        f"data.val_trials={corpus / 'trials' / 'dev_cross_session.txt'}",
         f"data.val_root={corpus / 'wav'}",
         f"train.steps_per_epoch={budget.steps}",
         "train.validate_every=1000",
@@ -63,30 +123,20 @@ def plan(corpus: Path, quick: bool, budget: Budget) -> list[Job]:
         data.append(f"train.batch_size={budget.batch_size}")
     base, cont = budget.base_epochs, budget.cont_epochs
     total, ssps_on = f"train.epochs={base + cont}", f"ssps.start_epoch={base + 1}"
+    bases = families(rows)
+    # A lone base job may use both cores; with two bases each gets one.
+    threads = 2 if len(bases) == 1 else 1
     jobs = [
-        Job(
-            "simclr_base",
-            str(CONFIGS / "simclr.yaml"),
-            (*data, f"train.epochs={base}"),
-            threads=2 if quick else 1,
-        )
+        Job(f"{f}_base", str(CONFIGS / f"{f}.yaml"), (*data, f"train.epochs={base}"), threads=threads)
+        for f in bases
     ]
-    for name, config, extra in [
-        ("simclr", str(CONFIGS / "simclr.yaml"), ()),
-        ("simclr_ssps", str(CONFIGS / "simclr_ssps.yaml"), (ssps_on,)),
-        ("simclr_oracle", str(CONFIGS / "simclr_ssps.yaml"), (ssps_on, "ssps.sampling=oracle")),
-    ]:
-        jobs.append(
-            Job(name, config, (*data, total, "train.init={simclr_base}", *extra), after=("simclr_base",))
-        )
-    if not quick:
-        jobs.append(Job("dino_base", str(CONFIGS / "dino.yaml"), (*data, f"train.epochs={base}")))
-        for name, config, extra in [
-            ("dino", str(CONFIGS / "dino.yaml"), ()),
-            ("dino_ssps", str(CONFIGS / "dino_ssps.yaml"), (ssps_on,)),
-        ]:
+    for seed in range(budget.seeds):
+        for name in rows:
+            row = ROWS[name]
+            extra = (ssps_on, *row.overrides) if row.ssps else row.overrides
+            overrides = (*data, total, f"train.seed={seed}", f"train.init={{{row.family}_base}}", *extra)
             jobs.append(
-                Job(name, config, (*data, total, "train.init={dino_base}", *extra), after=("dino_base",))
+                Job(job_name(name, seed), str(CONFIGS / row.config), overrides, after=(f"{row.family}_base",))
             )
     return jobs
 
@@ -108,7 +158,8 @@ def _commit() -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ssps.demo.report import evaluate_runs, write_report
+    from ssps.demo.evaluate import evaluate_runs
+    from ssps.demo.report import write_report
 
     t0 = time.perf_counter()
     out, corpus = Path(args.out), Path(args.corpus)
@@ -122,13 +173,19 @@ def run_demo(args: argparse.Namespace) -> int:
         base_epochs=args.base_epochs or default.base_epochs,
         cont_epochs=args.cont_epochs or default.cont_epochs,
         batch_size=args.batch_size or 0,
+        seeds=args.seeds,
     )
-    results = run_jobs(plan(corpus, args.quick, budget_cfg), out, slots=args.workers)
+    rows = tuple(args.rows.split(",")) if args.rows else (QUICK_ROWS if args.quick else DEFAULT_ROWS)
+    jobs = plan(corpus, rows, budget_cfg)
+    results = run_jobs(jobs, out, slots=args.workers, reuse_any_finished=args.reuse_finished)
     budget["training_seconds"] = round(time.perf_counter() - t1, 1)
     budget["plan"] = asdict(budget_cfg)
     budget["jobs"] = {name: round(r.seconds, 1) for name, r in results.items()}
     t2 = time.perf_counter()
-    methods = evaluate_runs(results, corpus, out)
+    checkpoints = {f"{f}_base": {0: results[f"{f}_base"].checkpoint} for f in families(rows)}
+    for name in rows:
+        checkpoints[name] = {s: results[job_name(name, s)].checkpoint for s in range(budget_cfg.seeds)}
+    methods, scores = evaluate_runs(checkpoints, corpus, out)
     budget["evaluation_seconds"] = round(time.perf_counter() - t2, 1)
     budget["total_seconds"] = round(time.perf_counter() - t0, 1)
     summary = {
@@ -136,11 +193,11 @@ def run_demo(args: argparse.Namespace) -> int:
         "methods": methods,
         "budget": budget,
         "commit": _commit(),
-        "command": f"ssps demo{' --quick' if args.quick else ''} --out {args.out} --corpus {args.corpus}",
+        "command": " ".join(["ssps", *sys.argv[1:]]) if sys.argv[1:2] == ["demo"] else "ssps demo",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    table = write_report(summary, results, corpus, out)
+    table = write_report(summary, scores, corpus, out)
     print(table)
     print(
         f"\nreport: {out / 'report.md'}  results: {out / 'results.json'}  ({budget['total_seconds']:.0f} s)"

@@ -1,4 +1,4 @@
-"""Evaluate the demo's runs and write ``report.md`` with its pictures."""
+"""``report.md`` of the demo and its pictures, from the figures of :mod:`ssps.demo.evaluate`."""
 
 from __future__ import annotations
 
@@ -6,98 +6,30 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ssps.data.manifest import read_manifest
-from ssps.data.trials import read_trials
-from ssps.demo.analysis import project_2d, similarity_analysis
-from ssps.eval.commands import compute_metrics
-from ssps.eval.embed import Embeddings, embed_files, save_embeddings
+from ssps.demo.analysis import project_2d
+from ssps.demo.seeds import pm
 from ssps.eval.report import plot_det_curves
-from ssps.eval.score import score_trials
 from ssps.utils.files import atomic_path, atomic_write_text
 
-TRIAL_LISTS = {
-    "cross_session": "cross_session.txt",
-    "same_session": "same_session.txt",
-    "no_siblings": "cross_session_no_siblings.txt",
-}
+# Row names and labels, in the report's order. Labels name what a row reads besides the audio.
 LABELS = {
     "random_init": "random init",
     "simclr_base": "SimCLR (base)",
     "simclr": "SimCLR",
-    "simclr_ssps": "SimCLR + SSPS",
-    "simclr_oracle": "SimCLR + oracle positives (uses labels)",
+    "simclr_ssps": "SimCLR + SSPS (label-free: knn outside own channel cluster)",
+    "simclr_ssps_paper": "SimCLR + SSPS (label-free: the paper's kmeans-repr)",
+    "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
+    "simclr_oracle": "SimCLR + oracle positives (labels)",
     "dino_base": "DINO (base)",
     "dino": "DINO",
-    "dino_ssps": "DINO + SSPS",
+    "dino_ssps": "DINO + SSPS (label-free: knn outside own channel cluster)",
+    "dino_ssps_session_meta": "DINO + SSPS + session metadata",
 }
 
 
-def _epoch_records(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "epoch"]
-
-
-def evaluate_runs(results: dict, corpus: Path, out: Path) -> dict:
-    """Embed every test utterance once per model, score each trial list, and analyse the embeddings."""
-    from ssps.checkpoint import load_embedder
-    from ssps.embedder import Embedder
-
-    test = read_manifest(corpus / "test.tsv")
-    ids = [r.utterance for r in test.rows]
-    paths = [test.resolve(i) for i in range(len(test))]
-    speakers = np.array(test.labels("speaker")[1])
-    sessions = np.array(test.labels("session")[1])
-    trials = {
-        k: read_trials(corpus / "trials" / f)
-        for k, f in TRIAL_LISTS.items()
-        if (corpus / "trials" / f).is_file()
-    }
-    models = {name: result.checkpoint for name, result in results.items()}
-    methods: dict[str, dict] = {}
-    scores_cache: dict[str, dict] = {}
-    for name in ["random_init", *models]:
-        if name == "random_init":
-            _, base_cfg = load_embedder(models["simclr_base"])
-            torch.manual_seed(0)
-            embedder = Embedder(base_cfg).eval()
-        else:
-            embedder, _ = load_embedder(models[name])
-        _, emb = embed_files(embedder, paths, ids, progress=False)
-        save_embeddings(out / "embeddings" / f"{name}.npz", ids, emb, {"model": name})
-        table = Embeddings(ids, emb)
-        entry: dict = {"label": LABELS.get(name, name)}
-        for key, tr in trials.items():
-            scores = score_trials(table, tr)
-            m = compute_metrics(scores, tr.labels, tr.sha256)
-            scores_cache.setdefault(key, {})[name] = (scores, tr.labels)
-            brief = {
-                "eer": m["eer"],
-                "min_dcf": m["min_dcf_0.01"],
-                "min_dcf_0.05": m["min_dcf_0.05"],
-                "n_target": m["n_target"],
-                "n_nontarget": m["n_nontarget"],
-                "trials_sha256": m["trials_sha256"],
-            }
-            if key == "cross_session":
-                entry.update(brief)
-            else:
-                entry[key] = brief
-        entry["similarity"] = similarity_analysis(emb, speakers, sessions)
-        if name != "random_init":
-            epochs = _epoch_records(Path(models[name]).parent)
-            entry["steps"] = epochs[-1]["step"] if epochs else 0
-            entry["ssps_epochs"] = [r for r in epochs if r.get("phase") == "on"]
-        methods[name] = entry
-    np.savez(out / "embeddings" / "_labels.npz", speakers=speakers, sessions=sessions)
-    _plot_dets(scores_cache, out)
-    return methods
-
-
-def _plot_dets(scores_cache: dict, out: Path) -> None:
+def plot_dets(scores_cache: dict, out: Path) -> None:
+    """DET curves of every method (seed 0) per test list, bases left out."""
     for key, systems in scores_cache.items():
         shown = {LABELS.get(n, n): v for n, v in systems.items() if not n.endswith("_base")}
         plot_det_curves(shown, out / f"det_{key}.png", title=f"{key.replace('_', '-')} trials")
@@ -107,7 +39,7 @@ def _plot_diagnostics(methods: dict, path: Path) -> bool:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    runs = {n: m["ssps_epochs"] for n, m in methods.items() if m.get("ssps_epochs") and n.endswith("_ssps")}
+    runs = {n: m["ssps_epochs"] for n, m in methods.items() if m.get("ssps_epochs") and "_ssps" in n}
     if not runs:
         return False
     keys = [
@@ -168,7 +100,9 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
                 alpha=0.8,
                 linewidths=0,
             )
-        ax.set_title(f"{LABELS.get(name, name)}: colour = speaker, marker = session", fontsize=9)
+        ax.set_title(
+            f"{LABELS.get(name.split('/')[0], name)}: colour = speaker, marker = session", fontsize=9
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -176,24 +110,76 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
         fig.savefig(f, format="png", dpi=110)
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f} %"
+def _order(name: str) -> int:
+    return list(LABELS).index(name) if name in LABELS else len(LABELS)
 
 
-def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
-    """Write ``report.md`` and its figures; returns the results table (markdown) for the terminal."""
-    # A fixed order (LABELS), whatever order the trainings finished in.
-    methods = dict(sorted(summary["methods"].items(), key=lambda kv: list(LABELS).index(kv[0])))
+def _cell(entry: dict, split: str, key: str, metric: str = "eer") -> str:
+    m = entry.get(split, {}).get(key)
+    if m is None:
+        return "–"
+    return pm(m["stats"][metric], scale=100.0 if metric == "eer" else 1.0, digits=2 if metric == "eer" else 3)
+
+
+def _delta(entry: dict, split: str) -> str:
+    c = next((v for k, v in entry.get(split, {}).items() if k.startswith("vs_")), None)
+    if c is None:
+        return ""
+    text = f"{100 * c['delta']:+.2f}"
+    if c["exceeds_spread"] is not None:
+        text += " (> 2 std)" if c["exceeds_spread"] else " (within 2 std)"
+    if c.get("gap_closed") is not None:
+        text += f", {100 * c['gap_closed']:.0f} % of gap"
+    return text
+
+
+def results_table(methods: dict, split: str) -> str:
+    """Markdown table of one split: EER (%) and minDCF as mean ± std over seeds, and the change from the
+    family's baseline (percentage points) against 2 x the baseline's seed spread."""
     rows = [
-        "| method | cross-session EER | minDCF (p=0.01) | same-session EER | cross-session, no siblings |",
-        "|---|---|---|---|---|",
+        "| method | seeds | cross-session EER % | minDCF (0.01) | same-session EER % | no siblings EER % "
+        "| Δ EER vs baseline (pp) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in methods.values():
+        if split not in m:
+            continue
         rows.append(
-            f"| {m['label']} | {_pct(m['eer'])} | {m['min_dcf']:.3f} | "
-            f"{_pct(m.get('same_session', {}).get('eer'))} | {_pct(m.get('no_siblings', {}).get('eer'))} |"
+            f"| {m['label']} | {len(m['seeds'])} | {_cell(m, split, 'cross_session')} | "
+            f"{_cell(m, split, 'cross_session', 'min_dcf_0.01')} | {_cell(m, split, 'same_session')} | "
+            f"{_cell(m, split, 'no_siblings')} | {_delta(m, split)} |"
         )
-    table = "\n".join(rows)
+    return "\n".join(rows)
+
+
+def _pseudo_positive_table(methods: dict) -> list[str]:
+    rows = [n for n, m in methods.items() if "pseudo_positive_speaker_accuracy" in m]
+    if not rows:
+        return []
+    lines = [
+        "## Pseudo-positives in the last SSPS epoch\n",
+        "Training set, seed mean; the diagnostics read the labels, the label-free samplers do not.\n",
+        "| method | speaker accuracy | same-session rate | coverage |",
+        "|---|---|---|---|",
+    ]
+    for n in rows:
+        m = methods[n]
+        cells = [
+            pm(m.get(f"pseudo_positive_{k}", {"mean": float("nan"), "std": 0, "n": 1}), 100.0, 1)
+            for k in ("speaker_accuracy", "same_session_rate", "coverage")
+        ]
+        lines.append(f"| {m['label']} | {' % | '.join(cells)} % |")
+    return lines + [""]
+
+
+def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
+    """Write ``report.md`` and its figures; returns the test table (markdown) for the terminal."""
+    methods = dict(sorted(summary["methods"].items(), key=lambda kv: _order(kv[0])))
+    for name, m in methods.items():
+        m["label"] = LABELS.get(name, name)
+    plot_dets(scores, out)
+    seeds = summary["budget"]["plan"]["seeds"]
+    test_table, dev_table = results_table(methods, "test"), results_table(methods, "dev")
     lines = [
         "# ssps demo report\n",
         f"{summary['date']} · commit `{summary['commit']}` · `{summary['command']}`\n",
@@ -201,46 +187,38 @@ def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
     c = summary["corpus"]
     counts = ", ".join(
         f"{c[k]} {k.replace('_', ' ')}"
-        for k in ("speakers", "train_speakers", "test_speakers", "sessions", "utterances")
+        for k in ("speakers", "train_speakers", "dev_speakers", "test_speakers", "sessions", "utterances")
         if k in c
     )
     hours = f", {c['hours']:.2f} h" if "hours" in c else ""
     lines.append(f"Corpus: `{corpus}` — {counts}{hours}\n")
-    lines.append("## Results (test speakers never seen in training)\n")
-    lines.append(table + "\n")
-    gains = []
-    for family in ("simclr", "dino"):
-        base, ssps, oracle = (
-            methods.get(family),
-            methods.get(f"{family}_ssps"),
-            methods.get(f"{family}_oracle"),
-        )
-        if base and ssps:
-            rel = (base["eer"] - ssps["eer"]) / base["eer"]
-            text = f"- {LABELS[family]}: SSPS changes the cross-session EER by {-100 * rel:+.1f} % relative"
-            if oracle and oracle["eer"] < base["eer"]:
-                closed = (base["eer"] - ssps["eer"]) / (base["eer"] - oracle["eer"])
-                text += f"; it closes {100 * closed:.0f} % of the baseline-to-oracle gap"
-            gains.append(text + ".")
-    lines += gains + [""]
     lines.append(
-        "Baseline and SSPS continue from the same base checkpoint for the same number of steps with the "
-        "same seed (the paper's protocol); the oracle draws positives from another session of the same "
-        "speaker using the labels: an upper bound, not a method.\n"
+        f"Every continuation starts from its family's base checkpoint and trains the same steps; each was "
+        f"trained with {seeds} seed{'s' if seeds > 1 else ''} (0..{seeds - 1}): figures are mean ± sample "
+        "standard deviation over seeds. Δ is the change of the mean cross-session EER from the family's "
+        "baseline, marked '> 2 std' when it exceeds twice the baseline's seed spread; '% of gap' is the "
+        "share of the baseline-to-oracle gap closed. The oracle reads the speaker labels: an upper bound, "
+        "not a method; '+ session metadata' reads the recording ids.\n"
     )
-    lines.append("## DET curves (cross-session trials)\n\n![DET](det_cross_session.png)\n")
+    lines.append("## Test lists (speakers never seen in training or in any choice): the reported figures\n")
+    lines.append(test_table + "\n")
+    if dev_table.count("\n") > 1:
+        lines.append("## Dev lists (their own speakers): where settings were chosen\n")
+        lines.append(dev_table + "\n")
+    lines += _pseudo_positive_table(methods)
+    lines.append("## DET curves (test, cross-session trials, seed 0)\n\n![DET](det_cross_session.png)\n")
     if _plot_diagnostics(methods, out / "ssps_diagnostics.png"):
         lines.append(
-            "## SSPS diagnostics per epoch\n\nCoverage (anchors that got a pseudo-positive), "
+            "## SSPS diagnostics per epoch (seed 0)\n\nCoverage (anchors that got a pseudo-positive), "
             "how often the pseudo-positive is the anchor's speaker, how often it comes from the "
             "anchor's own session, and (k-means sampling) the NMI of the clusters with the speakers.\n\n"
             "![diagnostics](ssps_diagnostics.png)\n"
         )
     pair = [n for n in ("simclr", "simclr_ssps") if n in methods]
     if len(pair) == 2:
-        _plot_projection(out, pair, out / "projection.png")
-        lines.append("## Test embeddings in 2-D (t-SNE)\n\n![projection](projection.png)\n")
-    lines.append("## Variance analysis: mean cosine similarity\n")
+        _plot_projection(out, [f"{n}/0" for n in pair], out / "projection.png")
+        lines.append("## Test embeddings in 2-D (t-SNE, seed 0)\n\n![projection](projection.png)\n")
+    lines.append("## Variance analysis: mean cosine similarity (test, mean over seeds)\n")
     lines.append(
         "Ratio = same speaker in another session / same session: 1 means the embedding ignores the "
         "recording. (A random-init model in eval mode maps everything to one point: all 1.)\n"
@@ -256,4 +234,4 @@ def write_report(summary: dict, results: dict, corpus: Path, out: Path) -> str:
     lines.append("\n## Budget\n")
     lines.append("```\n" + json.dumps(summary["budget"], indent=2) + "\n```\n")
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    return table
+    return test_table

@@ -1,0 +1,178 @@
+"""Evaluate the demo's models on the dev and the test lists, and gather the figures over seeds.
+
+Every model embeds each utterance of ``dev.tsv`` and ``test.tsv`` once and scores every trial list of its
+split. Dev figures are where settings were chosen; test figures are the ones reported. A method's entry
+holds the mean and the seed spread per list, and each seed's own figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssps.corpus.lists import trial_lists
+from ssps.data.manifest import read_manifest
+from ssps.data.trials import read_trials
+from ssps.demo.analysis import similarity_analysis
+from ssps.demo.seeds import compare, gap_closed, summarise
+from ssps.eval.embed import Embeddings, embed_files, save_embeddings
+from ssps.eval.suite import brief, score_list
+
+# Short list keys in results.json; the test cross-session list is the headline.
+LIST_KEYS = {
+    "cross_session": "cross_session",
+    "same_session": "same_session",
+    "no_siblings": "cross_session_no_siblings",
+}
+METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
+
+
+def _epoch_records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "epoch"]
+
+
+class Split:
+    """One manifest of the corpus and its trial lists (read once for all models)."""
+
+    def __init__(self, corpus: Path, name: str):
+        self.name = name
+        self.manifest = read_manifest(corpus / f"{name}.tsv")
+        self.ids = [r.utterance for r in self.manifest.rows]
+        self.paths = [self.manifest.resolve(i) for i in range(len(self.manifest))]
+        files = trial_lists(corpus, name)
+        self.trials = {key: read_trials(files[f]) for key, f in LIST_KEYS.items() if f in files}
+
+    def evaluate(self, embedder) -> tuple[np.ndarray, dict[str, dict]]:
+        _, emb = embed_files(embedder, self.paths, self.ids, progress=False)
+        table = Embeddings(self.ids, emb)
+        return emb, {key: score_list(table, tr) for key, tr in self.trials.items()}
+
+
+def evaluate_models(models: dict[str, Path], corpus: Path, out: Path) -> tuple[dict, dict]:
+    """{job: {"test": {list: metrics}, "dev": ..., "similarity", "steps", "ssps_epochs"}} and the test
+    scores per list and job (for the DET curves). ``random_init`` is an untrained copy of the first model."""
+    from ssps.checkpoint import load_embedder
+    from ssps.embedder import Embedder
+
+    splits = [Split(corpus, "test")] + ([Split(corpus, "dev")] if (corpus / "dev.tsv").is_file() else [])
+    test = splits[0]
+    speakers = np.array(test.manifest.labels("speaker")[1])
+    sessions = np.array(test.manifest.labels("session")[1])
+    entries: dict[str, dict] = {}
+    test_scores: dict[str, dict] = {}
+    for name in ["random_init", *models]:
+        if name == "random_init":
+            _, cfg = load_embedder(next(iter(models.values())))
+            torch.manual_seed(0)
+            embedder = Embedder(cfg).eval()
+        else:
+            embedder, _ = load_embedder(models[name])
+        entry: dict = {}
+        for split in splits:
+            emb, results = split.evaluate(embedder)
+            entry[split.name] = {key: brief(r) for key, r in results.items()}
+            if split is test:
+                save_embeddings(out / "embeddings" / f"{name}.npz", split.ids, emb, {"model": name})
+                entry["similarity"] = similarity_analysis(emb, speakers, sessions)
+                for key, r in results.items():
+                    test_scores.setdefault(key, {})[name] = (r["scores"], r["labels"])
+        if name != "random_init":
+            epochs = _epoch_records(Path(models[name]).parent)
+            entry["steps"] = epochs[-1]["step"] if epochs else 0
+            entry["ssps_epochs"] = [r for r in epochs if r.get("phase") == "on"]
+        entries[name] = entry
+    np.savez(out / "embeddings" / "_labels.npz", speakers=speakers, sessions=sessions)
+    return entries, test_scores
+
+
+def aggregate(per_seed: dict[int, dict]) -> dict:
+    """A method's entry from its seeds' entries: per split and list, mean ± std of each metric.
+
+    The test cross-session figures also sit at the top level (``eer``, ``min_dcf``, ...), as before seeds.
+    """
+    seeds = sorted(per_seed)
+    first = per_seed[seeds[0]]
+    out: dict = {"seeds": seeds}
+    for split in ("test", "dev"):
+        if split not in first:
+            continue
+        out[split] = {}
+        for key, m in first[split].items():
+            stats = {
+                metric: summarise([per_seed[s][split][key][metric] for s in seeds]) for metric in METRICS
+            }
+            out[split][key] = {
+                "eer": stats["eer"]["mean"],
+                "eer_std": stats["eer"]["std"],
+                "min_dcf": stats["min_dcf_0.01"]["mean"],
+                "min_dcf_0.05": stats["min_dcf_0.05"]["mean"],
+                "stats": stats,
+                "n_target": m["n_target"],
+                "n_nontarget": m["n_nontarget"],
+                "trials_sha256": m["trials_sha256"],
+            }
+    head = out["test"]["cross_session"]
+    out.update(
+        {k: head[k] for k in ("eer", "eer_std", "min_dcf", "n_target", "n_nontarget", "trials_sha256")}
+    )
+    for key in ("same_session", "no_siblings"):
+        if key in out["test"]:
+            out[key] = {"eer": out["test"][key]["eer"], "eer_std": out["test"][key]["eer_std"]}
+    sims = [per_seed[s]["similarity"] for s in seeds]
+    out["similarity"] = {k: float(np.mean([d[k] for d in sims])) for k in sims[0]}
+    out["steps"] = first.get("steps", 0)
+    out["ssps_epochs"] = first.get("ssps_epochs", [])
+    last = [per_seed[s]["ssps_epochs"][-1] for s in seeds if per_seed[s].get("ssps_epochs")]
+    for k in ("speaker_accuracy", "same_session_rate", "coverage"):
+        if last and all(k in r for r in last):
+            out[f"pseudo_positive_{k}"] = summarise([r[k] for r in last])
+    out["per_seed"] = {str(s): {split: per_seed[s].get(split) for split in ("test", "dev")} for s in seeds}
+    return out
+
+
+def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str]) -> None:
+    """Add to each method, per split, its difference with its family's baseline (against 2 x the baseline's
+    seed spread) and, where an upper bound ran, the share of the baseline-to-upper gap it closes."""
+    for name, m in methods.items():
+        base = baselines.get(name)
+        if base is None or base == name or base not in methods:
+            continue
+        for split in ("test", "dev"):
+            if split not in m or split not in methods[base]:
+                continue
+            mine = m[split]["cross_session"]["stats"]["eer"]
+            ref = methods[base][split]["cross_session"]["stats"]["eer"]
+            c = compare(mine, ref)
+            top = upper.get(name)
+            if top in methods and top != name and split in methods[top]:
+                c["gap_closed"] = gap_closed(
+                    mine["mean"], ref["mean"], methods[top][split]["cross_session"]["stats"]["eer"]["mean"]
+                )
+            m[split]["vs_" + base] = c
+
+
+def evaluate_runs(checkpoints: dict[str, dict[int, Path]], corpus: Path, out: Path) -> tuple[dict, dict]:
+    """``checkpoints``: method -> {seed: checkpoint} (bases have the single seed 0).
+
+    Returns the methods' aggregated entries (plus ``random_init``) and the seed-0 test scores per list
+    and method, for the DET curves.
+    """
+    flat = {f"{name}/{seed}": path for name, seeds in checkpoints.items() for seed, path in seeds.items()}
+    entries, scores = evaluate_models(flat, corpus, out)
+    methods = {"random_init": aggregate({0: entries["random_init"]})}
+    for name, seeds in checkpoints.items():
+        methods[name] = aggregate({seed: entries[f"{name}/{seed}"] for seed in seeds})
+    baselines = {n: n.split("_")[0] for n in methods if n != "random_init" and not n.endswith("_base")}
+    upper = {n: f"{n.split('_')[0]}_oracle" for n in baselines}
+    comparisons(methods, baselines, upper)
+    seed0 = {
+        key: {n.split("/")[0]: v for n, v in by_job.items() if n.endswith("/0") or n == "random_init"}
+        for key, by_job in scores.items()
+    }
+    return methods, seed0
