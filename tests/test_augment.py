@@ -110,7 +110,7 @@ def test_manifest_noise_honours_category_snr_ranges(tmp_path):
             assert len(draws) == 1
             assert abs(_snr(wav, noise.mix(wav, draws)) - draws[0].snr_db) < 0.5
     assert set(seen) == {"speech", "noise", "music"} and min(seen.values()) > 60
-    assert talkers == {3, 4, 5, 6, 7}
+    assert talkers == {1}  # one MUSAN speech file per draw, as the reference
 
 
 def test_manifest_noise_rejects_unknown_category(tmp_path):

@@ -20,7 +20,10 @@ from ssps.config import AugmentConfig
 from ssps.data.manifest import read_manifest
 from ssps.errors import SSPSError
 
-MUSAN_COUNTS = {"speech": (3, 7), "noise": (1, 1), "music": (1, 1)}  # files summed per draw (reference)
+# Files summed per draw. The reference adds one MUSAN file of any category (speech too: one talker).
+MUSAN_COUNTS = {"speech": (1, 1), "noise": (1, 1), "music": (1, 1)}
+# Babble from training speech (no MUSAN: our stand-in for its speech category) sums 3-7 talkers.
+BABBLE_TALKERS = (3, 7)
 
 
 def read_segment(
@@ -148,7 +151,7 @@ class FileNoise(NoiseSource):
 def babble(
     paths: Sequence[str | Path],
     snr_range: tuple[float, float] = (13.0, 20.0),
-    talkers: tuple[int, int] = (3, 7),
+    talkers: tuple[int, int] = BABBLE_TALKERS,
     sample_rate: int = 16000,
     cache_bytes: int = 256 << 20,
 ) -> FileNoise:
@@ -177,6 +180,6 @@ def noise_source(
     return AnyOf(
         [
             coloured,
-            babble(train_paths, cfg.musan_speech_snr, MUSAN_COUNTS["speech"], sample_rate, cache_bytes),
+            babble(train_paths, cfg.musan_speech_snr, BABBLE_TALKERS, sample_rate, cache_bytes),
         ]
     )
