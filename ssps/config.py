@@ -146,6 +146,9 @@ class SSPSConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 100
+    # Epochs the lr / weight-decay / teacher-momentum schedules span; 0 = train.epochs. A base trained with
+    # epochs=80, schedule_epochs=100 is the first 80 epochs of the 100-epoch run its continuation finishes.
+    schedule_epochs: int = 0
     batch_size: int = 256  # global batch, split across ranks
     steps_per_epoch: int = 0  # 0 = one pass over the manifest
     seed: int = 0

@@ -24,7 +24,8 @@ log = logging.getLogger("ssps")
 
 # Keys that may differ between a run and the config it resumes with (they do not change the results).
 RESUMABLE_CHANGES = {
-    "train.epochs",
+    "train.epochs",  # and train.schedule_epochs: allowed only when no schedule value changes (checked)
+    "train.schedule_epochs",
     "train.log_every",
     "train.threads",
     "data.num_workers",
@@ -96,11 +97,27 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
 
     run = Run(cfg, out_dir, device)
     if resume:
+        change = schedules.schedule_change(stored, cfg, run.steps_per_epoch)
+        if change:
+            raise SSPSError(
+                f"--resume: train.epochs / train.schedule_epochs differ from {latest} and change the "
+                f"schedule ({change}); keep them, or set train.schedule_epochs to the stored run's length"
+            )
         run.restore(latest)
         log.info("resumed from %s at epoch %d, step %d", latest, run.epoch, run.step)
     elif cfg.train.init:
-        run.restore(Path(cfg.train.init), weights_only=True)
-        log.info("initialised from %s (epoch %d)", cfg.train.init, run.epoch)
+        init = Path(cfg.train.init)
+        run.restore(init, weights_only=True)
+        log.info("initialised from %s (epoch %d, step %d)", init, run.epoch, run.step)
+        base = checkpoint_config(load_checkpoint(init), init)
+        change = schedules.schedule_change(base, cfg, run.steps_per_epoch, run.step)
+        if change:
+            log.warning(
+                "train.init %s was trained on another schedule (%s): set the base's train.schedule_epochs "
+                "to this run's train.epochs so the continuation resumes the base's schedule",
+                init,
+                change,
+            )
     n_params = sum(p.numel() for p in run.method.eval_embedder().parameters())
     log.info(
         "%s + %s: %.2f M parameters, %d utterances (%d skipped), %d steps/epoch, %d ranks, device %s",
