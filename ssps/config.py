@@ -140,7 +140,9 @@ class SSPSConfig:
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32
     dino_store: str = "bottleneck"  # bottleneck (256-d, logits recomputed) | logits
-    save_queues: bool = False  # put the queues in the latest checkpoint
+    save_queues: bool = (
+        True  # queues and clusters in latest.pt: a resumed SSPS run equals an uninterrupted one
+    )
 
 
 @dataclass(frozen=True)

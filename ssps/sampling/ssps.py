@@ -36,6 +36,9 @@ def uses_sessions(cfg: SSPSConfig) -> bool:
     return cfg.exclude_same_session or cfg.session_pooling or uses_labels(cfg)
 
 
+# Buffers whose size cluster() decides (K clusters, S sessions); loaded by replacement, not copy.
+RESIZED = ("centroids", "neighbours", "session_keys", "pooled")
+
 __all__ = ["KNN_CHUNK", "SAMPLERS", "SSPSSampler", "SampleResult", "uses_labels", "uses_sessions"]
 
 
@@ -204,8 +207,11 @@ class SSPSSampler(nn.Module):
 
     # ---- state ---------------------------------------------------------------------------------
     def queue_state(self) -> dict[str, torch.Tensor]:
-        """Queues and clustering, for a checkpoint (``ssps.save_queues``)."""
-        names = ["assignments", "centroids", "neighbours"]
+        """Queues, clustering and session-pooling state, for a checkpoint (``ssps.save_queues``): with it a
+        run resumed mid-epoch draws exactly what the uninterrupted run draws."""
+        names = ["assignments", *RESIZED]
+        if self.cfg.session_pooling:
+            names.append("session_row")
         state = {n: getattr(self, n) for n in names}
         state.update({f"reference.{k}": v for k, v in self.reference.named_buffers()})
         if self.cfg.exclude_same_channel:
@@ -219,8 +225,8 @@ class SSPSSampler(nn.Module):
         if set(state) != set(mine):
             raise SSPSError(f"SSPS queue state: expected keys {sorted(mine)}, got {sorted(state)}")
         for name, value in state.items():
-            if name in ("centroids", "neighbours"):
-                setattr(self, name, value.to(mine[name].device))
+            if name in RESIZED:  # their size is set by cluster()
+                setattr(self, name, value.to(mine[name].device, mine[name].dtype))
             elif value.shape != mine[name].shape:
                 raise SSPSError(
                     f"queue state: {name} has shape {tuple(value.shape)}, expected {tuple(mine[name].shape)}"
@@ -229,7 +235,7 @@ class SSPSSampler(nn.Module):
                 mine[name].copy_(value)
 
     def get_extra_state(self) -> dict[str, torch.Tensor]:
-        # The queues enter state_dict only when asked: otherwise the loop refills them in one epoch.
+        # The queues enter state_dict only when asked (the default): otherwise a resumed run refills them.
         return self.queue_state() if self.cfg.save_queues else {}
 
     def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:

@@ -123,6 +123,7 @@ class Run:
         self.speakers = self.sessions = None
         self.sampler = self._build_sampler() if cfg.ssps.enabled else None
         self.queue_ready = False
+        self.queues_restored = False  # queues and clusters came from the checkpoint (ssps.save_queues)
         self.step = 0
         self.epoch = 0
 
@@ -264,6 +265,7 @@ class Run:
         if self.sampler is not None and "sampler" in train:
             self.sampler.load_state_dict(train["sampler"])
             self.queue_ready = train["queue_ready"]
+            self.queues_restored = True
 
     def _continue_state(self, path: Path, train: dict) -> None:
         """train.init from a full checkpoint: optimizer, scaler and RNG too, where they fit."""

@@ -161,7 +161,10 @@ def _run_epochs(run: Run, stop_after_steps: int) -> None:
     for epoch in range(run.epoch, cfg.train.epochs):
         start_step = run.step - epoch * run.steps_per_epoch
         phase = schedules.ssps_phase(cfg, epoch, run.queue_ready)
-        if phase == "on":
+        # Mid-epoch with restored queues, the clusters are those the epoch was drawing from; re-clustering
+        # on queues the epoch has half rewritten would change every later draw.
+        resumed_mid_epoch = start_step > 0 and run.queues_restored
+        if phase == "on" and not resumed_mid_epoch:
             run.sampler.cluster(seed=cfg.train.seed + epoch)
         state = train_one_epoch(
             run, epoch, phase, run.loader(epoch, start_step), start_step, stop_after_steps
@@ -171,7 +174,7 @@ def _run_epochs(run: Run, stop_after_steps: int) -> None:
                 run.save(epoch, epoch_done=False)
                 log.info("stopped after step %d (--stop-after-steps)", run.step)
                 break
-        if phase in ("fill", "on") and start_step == 0:
+        if phase in ("fill", "on") and (start_step == 0 or resumed_mid_epoch):
             run.queue_ready = True  # a whole epoch has written every reference slot
         summary = {
             "epoch": epoch,
