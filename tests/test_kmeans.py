@@ -98,8 +98,8 @@ def test_bad_k_raises():
         spherical_kmeans(x, 2, backend="sklearn")
 
 
+@pytest.mark.requires("module:faiss")
 def test_faiss_backend_assignments_are_nearest_centroids():
-    pytest.importorskip("faiss")
     x, _ = _blobs(4, 50, 8)
     res = spherical_kmeans(x, 4, iterations=10, seed=0, backend="faiss")
     assert res.centroids.shape == (4, 8)
