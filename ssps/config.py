@@ -140,12 +140,17 @@ class SSPSConfig:
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32
     dino_store: str = "bottleneck"  # bottleneck (256-d, logits recomputed) | logits
-    save_queues: bool = False  # put the queues in the latest checkpoint
+    save_queues: bool = (
+        True  # queues and clusters in latest.pt: a resumed SSPS run equals an uninterrupted one
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 100
+    # Epochs the lr / weight-decay / teacher-momentum schedules span; 0 = train.epochs. A base trained with
+    # epochs=80, schedule_epochs=100 is the first 80 epochs of the 100-epoch run its continuation finishes.
+    schedule_epochs: int = 0
     batch_size: int = 256  # global batch, split across ranks
     steps_per_epoch: int = 0  # 0 = one pass over the manifest
     seed: int = 0

@@ -116,6 +116,21 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x)
 
 
+def all_true(flag: bool) -> bool:
+    """True on every rank iff ``flag`` is true on every rank (one all-reduce; no-op in one process).
+
+    For decisions that must be the same everywhere, e.g. skipping a step: a rank that skipped alone
+    would miss the gradient all-reduce and the queue all-gathers of the others.
+    """
+    if not is_dist():
+        return flag
+    x = torch.tensor([int(flag)], dtype=torch.int32)
+    if torch_dist.get_backend() == "nccl":
+        x = x.cuda()
+    torch_dist.all_reduce(x, op=torch_dist.ReduceOp.MIN)
+    return bool(x.item())
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     if not is_dist():
         return x

@@ -1,7 +1,12 @@
-"""Shared fixtures: a toy corpus synthesised in numpy (no TTS), small enough for unit tests."""
+"""Shared fixtures: a toy corpus synthesised in numpy (no TTS), small enough for unit tests; the
+``requires`` marker; a bounded wait for multi-process tests."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,44 @@ import torch
 from ssps.data.manifest import Utterance, write_manifest
 
 torch.set_num_threads(1)
+
+# Under CI=true a missing system tool or optional module fails the test instead of skipping it, so a CI
+# image that lost espeak-ng, sox or faiss cannot pass by skipping everything that needs them.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(*needs: str) -> None:
+    """Skip (fail under CI=true) unless every program (on PATH) or module (``module:NAME``) exists."""
+    missing = [
+        n
+        for n in needs
+        if (importlib.util.find_spec(n[7:]) is None if n.startswith("module:") else shutil.which(n) is None)
+    ]
+    if missing:
+        msg = f"{', '.join(missing)} not installed (run `make system` / `make .venv/.installed-stamp`)"
+        if IN_CI:
+            pytest.fail(f"CI=true: {msg}", pytrace=False)
+        pytest.skip(msg)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires(*needs): programs or module:NAME the test needs")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requires"):
+        require(*mark.args)
+
+
+def join_processes(context, timeout_s: float) -> None:
+    """Wait for a ``torch.multiprocessing`` context; kill its processes and fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                if p.is_alive():
+                    p.kill()
+            pytest.fail(f"worker processes still running after {timeout_s:.0f} s (deadlock?)", pytrace=False)
 
 
 def make_toy_corpus(
@@ -61,10 +104,7 @@ def toy_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """The built-in corpus's tiny preset (needs espeak-ng + MBROLA, which `make test` installs)."""
-    import shutil
-
-    if shutil.which("espeak-ng") is None or shutil.which("mbrola") is None:
-        pytest.skip("espeak-ng/mbrola not installed (run `make system`)")
+    require("espeak-ng", "mbrola")
     from ssps.corpus.synth import synth_corpus
 
     out = tmp_path_factory.mktemp("tiny_corpus")

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
+from conftest import join_processes
 from torch.nn.parallel import DistributedDataParallel
 
 from ssps import dist
@@ -86,8 +87,7 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     center = DINOCenter(16)
     center.update(center_logits, 0.9)
     expected = {detach: one_step(make_model(), views, detach) for detach in (False, True)}
-    while not workers.join():
-        pass
+    join_processes(workers, timeout_s=120)
     for detach, want in expected.items():
         for rank in range(WORLD):
             got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 # Exact parameter counts at the factory defaults (embed_dim 512); (n_mels 40, n_mels 80).
 PARAMS = {
     "tdnn": (290_688, 316_288),
-    "resnet34_thin": (1_502_614, 1_502_614),
+    "resnet34_thin": (1_437_078, 1_437_078),
     "ecapa_tdnn_512": (7_075_008, 7_177_408),
     "ecapa_tdnn": (22_529_152, 22_733_952),
 }

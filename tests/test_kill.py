@@ -8,7 +8,8 @@ SIGKILL at one of three kinds of moment, in turn:
 * ``startup``: a random 0-2 s after the process started (imports, config, data checks, resume).
 
 After the last kill the run is resumed to the end; its weights must equal those of an uninterrupted run
-(CPU, within 1e-6). The default suite runs 3 kills; the 20-kill loop is marked slow.
+(CPU, within 1e-6), and for SSPS runs (SimCLR and DINO, queues saved in latest.pt) so must the queues and
+clusters. The default suite runs 3 kills per run kind; the 20-kill loop is marked slow.
 """
 
 from __future__ import annotations
@@ -40,10 +41,25 @@ KILL_RUN = [
     "data.augment.strategy=both",
 ]
 MOMENTS = ("write", "step", "startup")
+# Run kinds: SSPS on from epoch 1 (epoch 0 fills the queues), so kills land in fill and SSPS epochs.
+KINDS = {
+    "simclr": [],
+    "simclr-ssps": ["ssps.enabled=true", "ssps.start_epoch=1", "ssps.sampling=kmeans-repr"],
+    "dino-ssps": [
+        "method.name=dino",
+        "optim.name=sgd",
+        "ssps.enabled=true",
+        "ssps.start_epoch=1",
+        "ssps.sampling=knn",
+        "ssps.exclude_same_session=true",
+        "ssps.session_pooling=true",
+    ],
+}
+KIND = "simclr"  # set by the test
 
 
 def overrides(corpus: Path) -> list[str]:
-    return [*TINY, *KILL_RUN, f"data.train_manifest={corpus / 'train.tsv'}"]
+    return [*TINY, *KILL_RUN, *KINDS[KIND], f"data.train_manifest={corpus / 'train.tsv'}"]
 
 
 def start(corpus: Path, out: Path) -> subprocess.Popen:
@@ -120,15 +136,24 @@ def check(corpus: Path, tmp: Path, kills: int, seed: int) -> dict:
     a = load_checkpoint(reference)
     b = load_checkpoint(tmp / "killed" / "latest.pt")
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (3, 24)
-    for want, got in ((a["embedder"], b["embedder"]), (a["train"]["method"], b["train"]["method"])):
+    pairs = [(a["embedder"], b["embedder"]), (a["train"]["method"], b["train"]["method"])]
+    if "sampler" in a["train"]:
+        assert "sampler" in b["train"]
+        pairs += [(a["train"]["sampler"]["_extra_state"], b["train"]["sampler"]["_extra_state"])]
+    for want, got in pairs:
         assert want.keys() == got.keys()
         for key, value in want.items():
+            assert value.shape == got[key].shape, key
             assert torch.allclose(value.float(), got[key].float(), atol=1e-6, rtol=0), key
     print(f"kill loop ({kills} kills, seed {seed}): {seen}")
     return seen
 
 
-def test_three_kills_resume_to_identical_weights(toy_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "kind", ["simclr", "dino-ssps", pytest.param("simclr-ssps", marks=pytest.mark.slow)]
+)  # ~60 s each on the shared 2-core machine; tests/test_ssps_resume.py covers SimCLR + SSPS quickly
+def test_three_kills_resume_to_identical_weights(toy_corpus, tmp_path, kind, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "KIND", kind)
     seen = check(toy_corpus, tmp_path, kills=3, seed=0)
     assert seen["kills"] == 3
 

@@ -238,3 +238,15 @@ def test_ema_update_rejects_different_modules() -> None:
 
 def test_methods_are_registered_classes() -> None:
     assert METHODS.get("simclr") is SimCLR and METHODS.get("dino") is DINO
+
+
+def test_dino_head_has_batchnorm_after_both_hidden_layers() -> None:
+    """As the reference head: Linear -> BN -> GELU, Linear -> BN -> GELU, Linear (bottleneck)."""
+    head = DINOHead(64, hidden=32, bottleneck=16, out=50)
+    kinds = [type(m).__name__ for m in head.mlp]
+    assert kinds == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU", "Linear"]
+    # In training mode the hidden activations are normalised over the batch.
+    head.train()
+    x = 5.0 + 3.0 * torch.randn(64, 64)
+    hidden = head.mlp[:2](x)
+    assert torch.allclose(hidden.mean(0), torch.zeros(32), atol=1e-4)

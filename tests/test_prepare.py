@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -133,7 +132,7 @@ def test_m4a_needs_ffprobe(tmp_path, monkeypatch):
         prepare._duration(tmp_path / "a.m4a")
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="no ffmpeg")
+@pytest.mark.requires("ffmpeg", "ffprobe")
 def test_m4a_duration_from_ffprobe(tmp_path):
     m4a = tmp_path / "vox" / "aac" / "id00012" / "v1" / "00001.m4a"
     m4a.parent.mkdir(parents=True)

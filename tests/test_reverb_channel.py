@@ -112,7 +112,7 @@ def test_codec_rejects_unknown_name():
         apply_codec(_tone(), "mp3")
 
 
-@pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed (make system)")
+@pytest.mark.requires("sox")
 @pytest.mark.parametrize("codec", ["gsm", "mulaw"])
 def test_codec_differs_but_correlates(codec):
     x = _tone(0.7)

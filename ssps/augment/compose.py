@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ssps.augment.noise import AudioCache, noise_source
+from ssps.augment.noise_files import AudioCache, noise_source
 from ssps.augment.reverb import reverberate, simulate_rir
 from ssps.config import AugmentConfig
 from ssps.data.manifest import read_manifest

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssps.audio.io import fixed_crop, random_crop
+from ssps.audio.io import random_crop
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -62,7 +62,8 @@ class Views:
                 crops.append(crop.astype(np.float32, copy=False))
         out: dict[str, object] = {"views": crops}
         if self.reference_seconds > 0:
-            # The reference frame is never augmented: SSPS clusters clean utterances (SSPS.md).
+            # The reference frame is never augmented: SSPS clusters clean utterances (SSPS.md). Its start is
+            # random, as in the reference (a new 4 s excerpt each epoch), not the centre.
             n = int(round(self.reference_seconds * self.sample_rate))
-            out["reference"] = fixed_crop(wav, n).astype(np.float32, copy=False)
+            out["reference"] = random_crop(wav, n, rng).astype(np.float32, copy=False)
         return out

@@ -83,21 +83,25 @@ class AttentiveStatsPool(nn.Module):
 
 
 class SelfAttentiveStatsPool(nn.Module):
-    """Self-attentive statistics pooling (the Fast ResNet-34's SAP/ASP): one softmax over time shared by
-    all channels, scored by ``v^T tanh(W h_t + b)``.
+    """Self-attentive pooling (the Fast ResNet-34's SAP, or ASP with ``stats``): one softmax over time
+    shared by all channels, scored by ``v^T tanh(W h_t + b)``.
 
     Args:
         channels: C, the frame-level feature size.
+        stats: return the weighted mean and std (B, 2C); false: the weighted mean only (B, C), the SAP of
+            the SSPS reference's thin ResNet-34.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, stats: bool = True):
         super().__init__()
+        self.stats = stats
         self.linear = nn.Linear(channels, channels)
         self.context = nn.Parameter(torch.empty(channels, 1))
         nn.init.xavier_normal_(self.context)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, 2C)."""
+        """(B, C, T) -> (B, 2C), or (B, C) without ``stats``."""
         h = torch.tanh(self.linear(x.transpose(1, 2)))  # (B, T, C)
         scores = (h @ self.context.to(h.dtype)).transpose(1, 2)  # (B, 1, T)
-        return weighted_stats(x, torch.softmax(scores.float(), dim=-1))
+        pooled = weighted_stats(x, torch.softmax(scores.float(), dim=-1))
+        return pooled if self.stats else pooled[:, : x.shape[1]]

@@ -2,7 +2,7 @@
 
 Basic blocks [3, 4, 6, 3] of widths w, 2w, 4w, 8w (w = 16 by default), each with a squeeze-and-
 excitation gate; frequency is downsampled 8x and time 4x, the remaining frequency bins are averaged,
-then self-attentive statistics pooling over time and a linear embedding layer.
+then self-attentive (mean) pooling over time and a linear embedding layer: 1.44 M parameters at w = 16.
 
 >>> import torch
 >>> model = resnet34_thin(n_mels=40, embed_dim=64, channels=4).eval()
@@ -88,8 +88,9 @@ class ThinResNet34(nn.Module):
             stages.append(nn.Sequential(*layers))
             in_channels = out_channels
         self.stages = nn.Sequential(*stages)
-        self.pool = SelfAttentiveStatsPool(in_channels)
-        self.embed = nn.Linear(2 * in_channels, embed_dim)
+        # Self-attentive mean pooling, 8w -> D, as the SSPS reference: 1,437,078 parameters at w = 16.
+        self.pool = SelfAttentiveStatsPool(in_channels, stats=False)
+        self.embed = nn.Linear(in_channels, embed_dim)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

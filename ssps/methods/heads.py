@@ -39,7 +39,9 @@ def projector(in_dim: int, dims: tuple[int, ...]) -> nn.Module:
 
 
 class DINOHead(nn.Module):
-    """3-layer MLP (GELU) -> L2-normalised bottleneck -> weight-normalised linear without bias.
+    """3-layer MLP (Linear -> BatchNorm -> GELU twice, then Linear) -> L2-normalised bottleneck ->
+    weight-normalised linear without bias. BatchNorm after both hidden layers as in the SSPS reference
+    (sslsv's DINO head, ``use_bn=True``).
 
     The last layer's magnitude (``weight_g``) is fixed to 1, so each of the ``out`` logits is a cosine
     between the bottleneck and a learned prototype direction. Splitting the forward into
@@ -56,8 +58,10 @@ class DINOHead(nn.Module):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
             nn.GELU(),
             nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
             nn.GELU(),
             nn.Linear(hidden, bottleneck),
         )

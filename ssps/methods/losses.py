@@ -15,6 +15,8 @@ torch.Size([])
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -27,6 +29,22 @@ def _fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def outside_autocast(loss_fn):
+    """Run a loss with autocast off on every device, so its matmuls stay in float32 after ``_fp32``.
+
+    Inside autocast a float32 matmul still runs in bf16: SimCLR logits at temperature 0.03 would then sit
+    on a 0.125-0.25 grid. The encoder may train in bf16 (``train.amp``); the loss never does.
+    """
+
+    @functools.wraps(loss_fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return loss_fn(*args, **kwargs)
+
+    return wrapper
+
+
+@outside_autocast
 def nt_xent(
     anchors: torch.Tensor,
     positives: torch.Tensor,
@@ -84,6 +102,7 @@ def nt_xent(
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
+@outside_autocast
 def dino_loss(
     student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor], student_temperature: float
 ) -> torch.Tensor:
@@ -134,10 +153,12 @@ class DINOCenter(nn.Module):
         super().__init__()
         self.register_buffer("center", torch.zeros(1, dim))  # (1, K)
 
+    @outside_autocast
     def softmax(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
         """(B, K) teacher logits -> (B, K) probabilities softmax((logits - center) / temperature)."""
         return F.softmax((_fp32(logits) - self.center) / temperature, dim=-1)
 
+    @outside_autocast
     @torch.no_grad()
     def update(self, teacher_logits: torch.Tensor, momentum: float) -> None:
         """center <- momentum * center + (1 - momentum) * mean of the (M, K) logits over all ranks."""

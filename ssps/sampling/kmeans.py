@@ -57,14 +57,19 @@ def _torch_kmeans(x: torch.Tensor, k: int, iterations: int, seed: int, chunk_siz
     centroids = _chunk(x[init], 0, k, device)
     assignments = torch.empty(n, dtype=torch.long, device=device)
     best = torch.empty(n, dtype=torch.float32, device=device)
-    for _ in range(max(iterations, 1)):
-        sums = torch.zeros(k, d, dtype=torch.float32, device=device)
+
+    def assign(sums: torch.Tensor | None) -> None:
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
             xc = _chunk(x, start, end, device)
             score, a = (xc @ centroids.T).max(dim=1)  # (n_c, K) -> (n_c,)
             best[start:end], assignments[start:end] = score, a
-            sums.index_add_(0, a, xc)
+            if sums is not None:
+                sums.index_add_(0, a, xc)
+
+    for _ in range(max(iterations, 1)):
+        sums = torch.zeros(k, d, dtype=torch.float32, device=device)
+        assign(sums)
         counts = torch.bincount(assignments, minlength=k)
         empty = (counts == 0).nonzero().squeeze(1)
         centroids = F.normalize(sums, dim=1)
@@ -73,6 +78,9 @@ def _torch_kmeans(x: torch.Tensor, k: int, iterations: int, seed: int, chunk_siz
             # scores are the same everywhere). They may stay empty if rows are duplicates (K > distinct).
             far = torch.topk(-best, min(empty.numel(), n)).indices
             centroids[empty[: far.numel()]] = _chunk(x[far.to(x.device)], 0, far.numel(), device)
+    # Assignments from the final centroids, so every row sits on its nearest returned centroid (those
+    # from before the last update left ~1 % of rows elsewhere). One more scoring pass, no update.
+    assign(None)
     inertia = float((1.0 - best).sum())
     return centroids, assignments, inertia
 
@@ -104,8 +112,9 @@ def spherical_kmeans(
     """Cluster rows by cosine: Lloyd iterations with centroids renormalised to the unit sphere.
 
     Initialised from ``k`` distinct random rows (a CPU ``torch.Generator`` seeded with ``seed``).
-    ``iterations`` assignment steps run, each followed by an update, so the returned centroids are the
-    normalised means of the returned assignments. Empty clusters are re-seeded from the farthest rows.
+    ``iterations`` assignment steps run, each followed by an update; the returned assignments come from
+    a last assignment step against the returned centroids (every row is on its nearest centroid).
+    Empty clusters are re-seeded from the farthest rows.
 
     Args:
         x: (N, D) rows, any float dtype (normalised per chunk, scored in float32).

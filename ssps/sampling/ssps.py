@@ -4,26 +4,7 @@
 2. ``cluster(seed)`` once per epoch (or every ``ssps.refresh_every_steps``);
 3. ``sample(anchor_indices, step)`` -> :class:`SampleResult`, the pseudo-positives for the batch.
 
-Samplers (``ssps.sampling``), all vectorised over the batch:
-
-- ``kmeans-repr``: the anchor's cluster c (its reference embedding's assignment), one of the M nearest
-  other clusters picked uniformly (M = 0: c itself), then one positive-queue entry of that cluster
-  picked uniformly among the allowed ones; its stored embedding is the positive.
-- ``kmeans``: the centroid of that chosen cluster is the positive (``source_indices`` stays -1).
-- ``knn``: the ``knn_neighbours`` nearest positive-queue entries by reference-embedding cosine (exact
-  search over the live queues, chunked), one picked uniformly.
-- ``oracle`` (uses SPEAKER LABELS; the supervised upper bound, never a self-supervised result): a
-  positive-queue entry of the same speaker from another session.
-
-Allowed entries exclude the anchor's own utterance, and its session when ``exclude_same_session`` (always
-for ``oracle``; session -1 = unknown excludes nothing). An anchor without an allowed candidate gets
-``found = False`` and a zero row: the loop keeps its same-utterance positive.
-
-Uniform draw over the allowed candidates: the queue entries are sorted by group (cluster or speaker), so
-each group is a segment ``[start, start + count)`` of the sorted order; each anchor draws a uniform offset
-in its segment and rejects a disallowed entry, up to ``REJECTION_TRIES`` times (conditioned on acceptance
-this is uniform over the allowed entries); anchors still pending are resolved exactly by masking their
-whole segment and taking the argmax of uniform random keys over the allowed entries.
+The draws themselves live in :mod:`ssps.sampling.draws`.
 
 Distributed: the queues are gathered before every write, so ``cluster`` sees the same data on every rank
 (and broadcasts rank 0's result). Each rank samples for its own anchors with a generator seeded from
@@ -32,40 +13,17 @@ Distributed: the queues are gathered before every write, so ``cluster`` sees the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
 from ssps import dist
 from ssps.config import SSPSConfig
 from ssps.errors import SSPSError
-from ssps.registry import Registry
 from ssps.sampling.channel import N_MELS as CHANNEL_MELS
 from ssps.sampling.channel import fingerprint_keys
+from ssps.sampling.draws import KNN_CHUNK, SAMPLERS, SampleResult, mix_seed
 from ssps.sampling.kmeans import nearest_clusters, spherical_kmeans
 from ssps.sampling.queue import PositiveQueue, ReferenceQueue, queue_dtype
-
-SAMPLERS = Registry("ssps sampler")
-REJECTION_TRIES = 4
-# Queue entries scored per matmul in knn. Small chunks keep the temporaries (bank rows in float32, the
-# (B, chunk) scores) in cache and under the allocator's mmap threshold: on this project's CPU a 300k bank
-# took 0.96 s with 4,096 and 1.61 s with 65,536 (benchmarks/bench_sampler.py).
-KNN_CHUNK = 1 << 12
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    """positives (B, *pos_shape) float32 (zero rows where not found); found (B,) bool;
-    source_indices (B,) long: dataset index of the drawn entry, -1 when not found (and for ``kmeans``)."""
-
-    positives: torch.Tensor
-    found: torch.Tensor
-    source_indices: torch.Tensor
-
-    @property
-    def coverage(self) -> float:
-        return float(self.found.float().mean()) if self.found.numel() else 0.0
 
 
 def uses_labels(cfg: SSPSConfig) -> bool:
@@ -78,8 +36,10 @@ def uses_sessions(cfg: SSPSConfig) -> bool:
     return cfg.exclude_same_session or cfg.session_pooling or uses_labels(cfg)
 
 
-def _mix_seed(seed: int, step: int, rank: int) -> int:
-    return (seed * 0x9E3779B1 + step * 0x85EBCA77 + rank * 0xC2B2AE3D + 1) % (1 << 62)
+# Buffers whose size cluster() decides (K clusters, S sessions); loaded by replacement, not copy.
+RESIZED = ("centroids", "neighbours", "session_keys", "pooled")
+
+__all__ = ["KNN_CHUNK", "SAMPLERS", "SSPSSampler", "SampleResult", "uses_labels", "uses_sessions"]
 
 
 class SSPSSampler(nn.Module):
@@ -93,11 +53,11 @@ class SSPSSampler(nn.Module):
         speaker_ids: (N,) long, -1 unknown: speaker LABELS, accepted only by the ``oracle`` sampler.
         session_ids: (N,) long, -1 unknown: recording metadata, accepted only when a setting uses it
             (``exclude_same_session``, ``session_pooling``, or ``oracle``).
+        seed: base seed of the draws.
 
     Label-free by construction: a sampler that does not use labels (or metadata) is never handed them,
     so it cannot draw differently when the speaker column is permuted or removed (tests/test_label_free.py).
     Diagnostics that compare draws with labels live outside (:mod:`ssps.sampling.diagnostics`).
-        seed: base seed of the draws.
     """
 
     def __init__(
@@ -242,86 +202,16 @@ class SSPSSampler(nn.Module):
         """Pseudo-positives for (B,) anchor dataset indices; ``step`` seeds this batch's draw."""
         anchors = anchor_indices.to(self.assignments.device, torch.long)
         g = torch.Generator(device=anchors.device)
-        g.manual_seed(_mix_seed(self.seed, step, dist.rank()))
+        g.manual_seed(mix_seed(self.seed, step, dist.rank()))
         return SAMPLERS.get(self.cfg.sampling)(self, anchors, g)
-
-    # ---- helpers shared by the samplers --------------------------------------------------------
-    def _allowed(self, anchors: torch.Tensor, entries: torch.Tensor, same_session: bool) -> torch.Tensor:
-        """Broadcastable bool: entry utterance may be a positive for the anchor utterance."""
-        ok = entries != anchors
-        # Label-free stand-ins for the anchor's recording: its own cluster, or its fingerprint cluster.
-        for flag, groups in (
-            (self.cfg.exclude_own_cluster, self.assignments),
-            (self.cfg.exclude_same_channel, self.channel_assignments),
-        ):
-            if flag:
-                c = groups[anchors]
-                ok &= (groups[entries.clamp_min(0)] != c) | (c < 0)
-        if same_session:
-            s = self.session_ids[anchors]
-            ok &= (self.session_ids[entries.clamp_min(0)] != s) | (s < 0)
-        return ok
-
-    def _draw_in_groups(
-        self, entry_group: torch.Tensor, target: torch.Tensor, anchors: torch.Tensor, g, same_session: bool
-    ) -> torch.Tensor:
-        """(B,) queue slot drawn uniformly among allowed slots with ``entry_group == target``; -1 if none."""
-        b, dev = anchors.shape[0], anchors.device
-        chosen = torch.full((b,), -1, dtype=torch.long, device=dev)
-        valid = entry_group >= 0
-        n_valid = int(valid.sum())
-        if n_valid == 0 or b == 0:
-            return chosen
-        # Invalid slots get a key past every group so they sort to the end and are cut off.
-        key = torch.where(valid, entry_group, entry_group.max() + 1)
-        sorted_group, order = torch.sort(key, stable=True)
-        sorted_group, order = sorted_group[:n_valid].contiguous(), order[:n_valid]
-        start = torch.searchsorted(sorted_group, target)
-        count = torch.searchsorted(sorted_group, target, right=True) - start  # 0 for target -1
-        qidx = self.positive.indices
-        pending = count > 0
-        for _ in range(REJECTION_TRIES):
-            r = (torch.rand(b, generator=g, device=dev) * count).long().clamp_max((count - 1).clamp_min(0))
-            slot = order[(start + r).clamp_max(n_valid - 1)]
-            ok = pending & self._allowed(anchors, qidx[slot], same_session)
-            chosen = torch.where(ok, slot, chosen)
-            pending &= ~ok
-            if not bool(pending.any()):
-                return chosen
-        # Exact resolution for the rest: every slot of the segment, a uniform key, argmax over allowed.
-        p = pending.nonzero().squeeze(1)
-        width = int(count[p].max())
-        offs = torch.arange(width, device=dev)
-        slots = order[(start[p, None] + offs).clamp_max(n_valid - 1)]  # (P, width)
-        ok = (offs < count[p, None]) & self._allowed(anchors[p, None], qidx[slots], same_session)
-        keys = torch.rand(p.shape[0], width, generator=g, device=dev).masked_fill_(~ok, -1.0)
-        pick = slots.gather(1, keys.argmax(1, keepdim=True)).squeeze(1)
-        chosen[p] = torch.where(ok.any(1), pick, -1)
-        return chosen
-
-    def _from_slots(self, slots: torch.Tensor) -> SampleResult:
-        found = slots >= 0
-        safe = slots.clamp_min(0)
-        positives = self.positive.embeddings[safe].float()
-        positives[~found] = 0.0
-        source = torch.where(found, self.positive.indices[safe], -1)
-        return SampleResult(positives, found, source)
-
-    def _chosen_clusters(self, anchors: torch.Tensor, g) -> torch.Tensor:
-        """(B,) cluster drawn uniformly among the anchor's M nearest other ones (-1: anchor unclustered)."""
-        if self.centroids.shape[0] == 0:
-            raise RuntimeError("SSPSSampler.cluster() must run before sample() with k-means sampling")
-        c = self.assignments[anchors]
-        m = self.neighbours.shape[1]
-        if m == 0:
-            return c
-        j = torch.randint(0, m, c.shape, generator=g, device=c.device)
-        return torch.where(c >= 0, self.neighbours[c.clamp_min(0), j], -1)
 
     # ---- state ---------------------------------------------------------------------------------
     def queue_state(self) -> dict[str, torch.Tensor]:
-        """Queues and clustering, for a checkpoint (``ssps.save_queues``)."""
-        names = ["assignments", "centroids", "neighbours"]
+        """Queues, clustering and session-pooling state, for a checkpoint (``ssps.save_queues``): with it a
+        run resumed mid-epoch draws exactly what the uninterrupted run draws."""
+        names = ["assignments", *RESIZED]
+        if self.cfg.session_pooling:
+            names.append("session_row")
         state = {n: getattr(self, n) for n in names}
         state.update({f"reference.{k}": v for k, v in self.reference.named_buffers()})
         if self.cfg.exclude_same_channel:
@@ -335,8 +225,8 @@ class SSPSSampler(nn.Module):
         if set(state) != set(mine):
             raise SSPSError(f"SSPS queue state: expected keys {sorted(mine)}, got {sorted(state)}")
         for name, value in state.items():
-            if name in ("centroids", "neighbours"):
-                setattr(self, name, value.to(mine[name].device))
+            if name in RESIZED:  # their size is set by cluster()
+                setattr(self, name, value.to(mine[name].device, mine[name].dtype))
             elif value.shape != mine[name].shape:
                 raise SSPSError(
                     f"queue state: {name} has shape {tuple(value.shape)}, expected {tuple(mine[name].shape)}"
@@ -345,7 +235,7 @@ class SSPSSampler(nn.Module):
                 mine[name].copy_(value)
 
     def get_extra_state(self) -> dict[str, torch.Tensor]:
-        # The queues enter state_dict only when asked: otherwise the loop refills them in one epoch.
+        # The queues enter state_dict only when asked (the default): otherwise a resumed run refills them.
         return self.queue_state() if self.cfg.save_queues else {}
 
     def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -354,79 +244,3 @@ class SSPSSampler(nn.Module):
 
     def memory_bytes(self) -> int:
         return sum(b.nbytes for b in self.buffers())
-
-
-@SAMPLERS.register("kmeans-repr")
-def _sample_kmeans_repr(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
-    target = s._chosen_clusters(anchors, g)
-    qidx = s.positive.indices
-    entry_group = torch.where(qidx >= 0, s.assignments[qidx.clamp_min(0)], -1)
-    return s._from_slots(s._draw_in_groups(entry_group, target, anchors, g, s.cfg.exclude_same_session))
-
-
-@SAMPLERS.register("kmeans")
-def _sample_kmeans(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
-    target = s._chosen_clusters(anchors, g)
-    found = target >= 0
-    positives = s.centroids[target.clamp_min(0)].float() * found[:, None]
-    return SampleResult(positives, found, torch.full_like(anchors, -1))
-
-
-@SAMPLERS.register("oracle")
-def _sample_oracle(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
-    # Uses speaker labels: the supervised upper bound. Same speaker, another session when sessions are known.
-    qidx = s.positive.indices
-    entry_group = torch.where(qidx >= 0, s.speaker_ids[qidx.clamp_min(0)], -1)
-    return s._from_slots(s._draw_in_groups(entry_group, s.speaker_ids[anchors], anchors, g, True))
-
-
-def _sample_knn_sessions(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
-    """knn over sessions (``ssps.session_pooling``): one of the anchor's k nearest *other sessions* (by
-    session-mean embedding, among sessions present in the positive queue), then a uniform entry of it.
-
-    Ranking distinct sessions, not utterances, matters: the k nearest utterances would all come from the one
-    nearest session, so each session would only ever be pulled towards its single most similar recording.
-    """
-    qidx, rows = s.positive.indices, s.session_row
-    n_sessions, dev = s.session_keys.shape[0], anchors.device
-    entry_row = torch.where(qidx >= 0, rows[qidx.clamp_min(0)], -1)
-    present = torch.zeros(n_sessions + 1, dtype=torch.bool, device=dev)
-    present[entry_row.clamp_min(-1) + 1] = True  # slot 0 collects unknown / empty entries
-    own = rows[anchors]  # (B,)
-    sim = s.session_keys[own.clamp_min(0)] @ s.session_keys.T  # (B, S)
-    blocked = ~present[1:][None] | (torch.arange(n_sessions, device=dev)[None] == own[:, None])
-    vals, top = sim.masked_fill_(blocked, -float("inf")).topk(min(s.cfg.knn_neighbours, n_sessions), dim=1)
-    n_ok = torch.isfinite(vals).sum(1) * (own >= 0)
-    r = (
-        (torch.rand(anchors.shape[0], generator=g, device=dev) * n_ok)
-        .long()
-        .clamp_max((n_ok - 1).clamp_min(0))
-    )
-    target = torch.where(n_ok > 0, top.gather(1, r[:, None]).squeeze(1), -1)
-    return s._from_slots(s._draw_in_groups(entry_row, target, anchors, g, s.cfg.exclude_same_session))
-
-
-@SAMPLERS.register("knn")
-def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
-    if s.cfg.session_pooling and s.session_keys.numel():
-        return _sample_knn_sessions(s, anchors, g)
-    k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
-    ref, qidx, keys = s.reference, s.positive.indices, s.keys()
-    query = keys[anchors].float()  # (B, D), unit rows where filled
-    vals = torch.full((b, k), -float("inf"), device=dev)
-    slots = torch.full((b, k), -1, dtype=torch.long, device=dev)
-    for start in range(0, qidx.shape[0], KNN_CHUNK):
-        qi = qidx[start : start + KNN_CHUNK]
-        bank = keys[qi.clamp_min(0)].float()  # (C, D)
-        sim = query @ bank.T  # (B, C)
-        ok = ((qi >= 0) & ref.filled[qi.clamp_min(0)])[None] & s._allowed(
-            anchors[:, None], qi[None], s.cfg.exclude_same_session
-        )
-        v, i = sim.masked_fill_(~ok, -float("inf")).topk(min(k, qi.shape[0]), dim=1)
-        v, pos = torch.cat([vals, v], 1).topk(k, dim=1)
-        vals, slots = v, torch.cat([slots, i + start], 1).gather(1, pos)
-    # topk is sorted, so the n_ok finite neighbours come first: draw an offset among them.
-    n_ok = torch.isfinite(vals).sum(1) * ref.filled[anchors]
-    r = (torch.rand(b, generator=g, device=dev) * n_ok).long().clamp_max((n_ok - 1).clamp_min(0))
-    chosen = torch.where(n_ok > 0, slots.gather(1, r[:, None]).squeeze(1), -1)
-    return s._from_slots(chosen)

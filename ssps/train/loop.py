@@ -81,7 +81,9 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
                 loss = steps.loss(anchors, positives, run.teacher_temperature)
                 terms = {"loss_same": loss.detach()}
 
-        finite = bool(torch.isfinite(loss))
+        # Decided on all ranks together: one rank skipping alone would leave the others waiting in the
+        # gradient all-reduce and the queue all-gathers.
+        finite = dist.all_true(bool(torch.isfinite(loss)))
         if not finite:
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
             if cfg.train.nan_policy != "skip":

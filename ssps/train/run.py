@@ -123,6 +123,7 @@ class Run:
         self.speakers = self.sessions = None
         self.sampler = self._build_sampler() if cfg.ssps.enabled else None
         self.queue_ready = False
+        self.queues_restored = False  # queues and clusters came from the checkpoint (ssps.save_queues)
         self.step = 0
         self.epoch = 0
 
@@ -234,7 +235,12 @@ class Run:
             old.unlink()
 
     def restore(self, path: Path, weights_only: bool = False) -> None:
-        """Resume from ``path`` (all state), or take only its model weights (``weights_only``: train.init)."""
+        """Resume from ``path`` (all state), or continue a base run from it (``weights_only``: train.init).
+
+        A continuation takes the base's weights, optimizer moments, step counter and RNG where they fit
+        (the same method and optimizer), so with the same ``train.schedule_epochs`` its first step gets the
+        learning rate and teacher momentum the base schedule has there. Its SSPS queues start empty.
+        """
         ckpt = load_checkpoint(path, map_location=self.device)
         train = ckpt.get("train")
         if train is None and weights_only:
@@ -249,16 +255,28 @@ class Run:
             raise SSPSError(
                 f"{path}: model weights do not fit this config ({str(e).splitlines()[0][:160]})"
             ) from None
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         if weights_only:
-            self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
+            self._continue_state(path, train)
             return
         self.optimizer.load_state_dict(train["optimizer"])
         self.scaler.load_state_dict(train["scaler"])
         torch.set_rng_state(train["torch_rng"].cpu())
-        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         if self.sampler is not None and "sampler" in train:
             self.sampler.load_state_dict(train["sampler"])
             self.queue_ready = train["queue_ready"]
+            self.queues_restored = True
+
+    def _continue_state(self, path: Path, train: dict) -> None:
+        """train.init from a full checkpoint: optimizer, scaler and RNG too, where they fit."""
+        try:
+            self.optimizer.load_state_dict(train["optimizer"])
+            self.scaler.load_state_dict(train["scaler"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            log.warning("train.init %s: optimizer state does not fit (%s); it starts fresh", path, e)
+        torch.set_rng_state(train["torch_rng"].cpu())
+        if not train.get("epoch_done", True):
+            log.warning("train.init %s: the base stopped mid-epoch; continuing from step %d", path, self.step)
 
     def _init_embedders(self, path: Path, ckpt: dict) -> None:
         """Initialise from an embedder-only checkpoint (an epoch or averaged one): the encoder weights go into

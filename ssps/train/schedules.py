@@ -27,9 +27,19 @@ def cosine(start: float, end: float, total: int, warmup: int = 0, warmup_start: 
     return np.concatenate([warm, end + 0.5 * (start - end) * (1 + np.cos(np.pi * t))])
 
 
+def schedule_epochs(cfg: Config) -> int:
+    """Epochs the schedules span: ``train.schedule_epochs``, or ``train.epochs`` when it is 0."""
+    t = cfg.train
+    if t.schedule_epochs and t.schedule_epochs < t.epochs:
+        raise SSPSError(
+            f"train.schedule_epochs={t.schedule_epochs}: expected 0 or at least train.epochs={t.epochs}"
+        )
+    return t.schedule_epochs or t.epochs
+
+
 def learning_rate(cfg: Config, steps_per_epoch: int, world_size: int = 1) -> np.ndarray:
-    """Per-step learning rate for the whole run (``cfg.train.epochs`` epochs)."""
-    o, epochs = cfg.optim, cfg.train.epochs
+    """Per-step learning rate over ``schedule_epochs(cfg)`` epochs (the run uses its first steps)."""
+    o, epochs = cfg.optim, schedule_epochs(cfg)
     total = steps_per_epoch * epochs
     if o.schedule == "step":
         return step_decay(o.lr, steps_per_epoch, epochs, o.step_every_epochs, o.step_factor)
@@ -43,7 +53,24 @@ def learning_rate(cfg: Config, steps_per_epoch: int, world_size: int = 1) -> np.
 def teacher_momentum(cfg: Config, steps_per_epoch: int) -> np.ndarray:
     """DINO teacher EMA momentum, cosine from ``ema_start`` to ``ema_end``."""
     d = cfg.method.dino
-    return cosine(d.ema_start, d.ema_end, steps_per_epoch * cfg.train.epochs)
+    return cosine(d.ema_start, d.ema_end, steps_per_epoch * schedule_epochs(cfg))
+
+
+def schedule_change(a: Config, b: Config, steps_per_epoch: int, steps: int = 0) -> str:
+    """Empty if runs under configs ``a`` and ``b`` get the same learning rate (and, for DINO, teacher
+    momentum) at every step both run (the first ``steps`` only, when given); else what differs first."""
+    pairs = [("learning rate", learning_rate(a, steps_per_epoch), learning_rate(b, steps_per_epoch))]
+    if a.method.name == "dino" or b.method.name == "dino":
+        pairs.append(
+            ("teacher momentum", teacher_momentum(a, steps_per_epoch), teacher_momentum(b, steps_per_epoch))
+        )
+    for name, x, y in pairs:
+        n = min(len(x), len(y), steps) if steps else min(len(x), len(y))
+        diff = np.nonzero(~np.isclose(x[:n], y[:n], rtol=1e-12, atol=0))[0]
+        if diff.size:
+            i = int(diff[0])
+            return f"{name} at step {i}: {x[i]:.6g} vs {y[i]:.6g}"
+    return ""
 
 
 def ssps_phase(cfg: Config, epoch: int, queue_ready: bool) -> str:

@@ -24,7 +24,8 @@ log = logging.getLogger("ssps")
 
 # Keys that may differ between a run and the config it resumes with (they do not change the results).
 RESUMABLE_CHANGES = {
-    "train.epochs",
+    "train.epochs",  # and train.schedule_epochs: allowed only when no schedule value changes (checked)
+    "train.schedule_epochs",
     "train.log_every",
     "train.threads",
     "data.num_workers",
@@ -96,11 +97,27 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_ste
 
     run = Run(cfg, out_dir, device)
     if resume:
+        change = schedules.schedule_change(stored, cfg, run.steps_per_epoch)
+        if change:
+            raise SSPSError(
+                f"--resume: train.epochs / train.schedule_epochs differ from {latest} and change the "
+                f"schedule ({change}); keep them, or set train.schedule_epochs to the stored run's length"
+            )
         run.restore(latest)
         log.info("resumed from %s at epoch %d, step %d", latest, run.epoch, run.step)
     elif cfg.train.init:
-        run.restore(Path(cfg.train.init), weights_only=True)
-        log.info("initialised from %s (epoch %d)", cfg.train.init, run.epoch)
+        init = Path(cfg.train.init)
+        run.restore(init, weights_only=True)
+        log.info("initialised from %s (epoch %d, step %d)", init, run.epoch, run.step)
+        base = checkpoint_config(load_checkpoint(init), init)
+        change = schedules.schedule_change(base, cfg, run.steps_per_epoch, run.step)
+        if change:
+            log.warning(
+                "train.init %s was trained on another schedule (%s): set the base's train.schedule_epochs "
+                "to this run's train.epochs so the continuation resumes the base's schedule",
+                init,
+                change,
+            )
     n_params = sum(p.numel() for p in run.method.eval_embedder().parameters())
     log.info(
         "%s + %s: %.2f M parameters, %d utterances (%d skipped), %d steps/epoch, %d ranks, device %s",
@@ -144,7 +161,10 @@ def _run_epochs(run: Run, stop_after_steps: int) -> None:
     for epoch in range(run.epoch, cfg.train.epochs):
         start_step = run.step - epoch * run.steps_per_epoch
         phase = schedules.ssps_phase(cfg, epoch, run.queue_ready)
-        if phase == "on":
+        # Mid-epoch with restored queues, the clusters are those the epoch was drawing from; re-clustering
+        # on queues the epoch has half rewritten would change every later draw.
+        resumed_mid_epoch = start_step > 0 and run.queues_restored
+        if phase == "on" and not resumed_mid_epoch:
             run.sampler.cluster(seed=cfg.train.seed + epoch)
         state = train_one_epoch(
             run, epoch, phase, run.loader(epoch, start_step), start_step, stop_after_steps
@@ -154,7 +174,7 @@ def _run_epochs(run: Run, stop_after_steps: int) -> None:
                 run.save(epoch, epoch_done=False)
                 log.info("stopped after step %d (--stop-after-steps)", run.step)
                 break
-        if phase in ("fill", "on") and start_step == 0:
+        if phase in ("fill", "on") and (start_step == 0 or resumed_mid_epoch):
             run.queue_ready = True  # a whole epoch has written every reference slot
         summary = {
             "epoch": epoch,

@@ -1,0 +1,220 @@
+"""The pseudo-positive draws of SSPS, one registered function per ``ssps.sampling`` value.
+
+Each takes the sampler (its queues and clustering state), the (B,) anchor dataset indices and a
+generator, and returns a :class:`SampleResult`.
+
+Samplers (``ssps.sampling``), all vectorised over the batch:
+
+- ``kmeans-repr``: the anchor's cluster c (its reference embedding's assignment), one of the M nearest
+  other clusters picked uniformly (M = 0: c itself), then one positive-queue entry of that cluster
+  picked uniformly among the allowed ones; its stored embedding is the positive.
+- ``kmeans``: the centroid of that chosen cluster is the positive (``source_indices`` stays -1).
+- ``knn``: the ``knn_neighbours`` nearest positive-queue entries by reference-embedding cosine (exact
+  search over the live queues, chunked), one picked uniformly.
+- ``oracle`` (uses SPEAKER LABELS; the supervised upper bound, never a self-supervised result): a
+  positive-queue entry of the same speaker from another session.
+
+Allowed entries exclude the anchor's own utterance, and its session when ``exclude_same_session`` (always
+for ``oracle``; session -1 = unknown excludes nothing). An anchor without an allowed candidate gets
+``found = False`` and a zero row: the loop keeps its same-utterance positive.
+
+Uniform draw over the allowed candidates: the queue entries are sorted by group (cluster or speaker), so
+each group is a segment ``[start, start + count)`` of the sorted order; each anchor draws a uniform offset
+in its segment and rejects a disallowed entry, up to ``REJECTION_TRIES`` times (conditioned on acceptance
+this is uniform over the allowed entries); anchors still pending are resolved exactly by masking their
+whole segment and taking the argmax of uniform random keys over the allowed entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ssps.registry import Registry
+
+if TYPE_CHECKING:
+    from ssps.sampling.ssps import SSPSSampler
+
+SAMPLERS = Registry("ssps sampler")
+REJECTION_TRIES = 4
+# Queue entries scored per matmul in knn. Small chunks keep the temporaries (bank rows in float32, the
+# (B, chunk) scores) in cache and under the allocator's mmap threshold: on this project's CPU a 300k bank
+# took 0.96 s with 4,096 and 1.61 s with 65,536 (benchmarks/bench_sampler.py).
+KNN_CHUNK = 1 << 12
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """positives (B, *pos_shape) float32 (zero rows where not found); found (B,) bool;
+    source_indices (B,) long: dataset index of the drawn entry, -1 when not found (and for ``kmeans``)."""
+
+    positives: torch.Tensor
+    found: torch.Tensor
+    source_indices: torch.Tensor
+
+    @property
+    def coverage(self) -> float:
+        return float(self.found.float().mean()) if self.found.numel() else 0.0
+
+
+def mix_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 0x9E3779B1 + step * 0x85EBCA77 + rank * 0xC2B2AE3D + 1) % (1 << 62)
+
+
+def allowed(s: SSPSSampler, anchors: torch.Tensor, entries: torch.Tensor, same_session: bool) -> torch.Tensor:
+    """Broadcastable bool: entry utterance may be a positive for the anchor utterance."""
+    ok = entries != anchors
+    # Label-free stand-ins for the anchor's recording: its own cluster, or its fingerprint cluster.
+    for flag, groups in (
+        (s.cfg.exclude_own_cluster, s.assignments),
+        (s.cfg.exclude_same_channel, s.channel_assignments),
+    ):
+        if flag:
+            c = groups[anchors]
+            ok &= (groups[entries.clamp_min(0)] != c) | (c < 0)
+    if same_session:
+        own = s.session_ids[anchors]
+        ok &= (s.session_ids[entries.clamp_min(0)] != own) | (own < 0)
+    return ok
+
+
+def draw_in_groups(
+    s: SSPSSampler,
+    entry_group: torch.Tensor,
+    target: torch.Tensor,
+    anchors: torch.Tensor,
+    g,
+    same_session: bool,
+) -> torch.Tensor:
+    """(B,) queue slot drawn uniformly among allowed slots with ``entry_group == target``; -1 if none."""
+    b, dev = anchors.shape[0], anchors.device
+    chosen = torch.full((b,), -1, dtype=torch.long, device=dev)
+    valid = entry_group >= 0
+    n_valid = int(valid.sum())
+    if n_valid == 0 or b == 0:
+        return chosen
+    # Invalid slots get a key past every group so they sort to the end and are cut off.
+    key = torch.where(valid, entry_group, entry_group.max() + 1)
+    sorted_group, order = torch.sort(key, stable=True)
+    sorted_group, order = sorted_group[:n_valid].contiguous(), order[:n_valid]
+    start = torch.searchsorted(sorted_group, target)
+    count = torch.searchsorted(sorted_group, target, right=True) - start  # 0 for target -1
+    qidx = s.positive.indices
+    pending = count > 0
+    for _ in range(REJECTION_TRIES):
+        r = (torch.rand(b, generator=g, device=dev) * count).long().clamp_max((count - 1).clamp_min(0))
+        slot = order[(start + r).clamp_max(n_valid - 1)]
+        ok = pending & allowed(s, anchors, qidx[slot], same_session)
+        chosen = torch.where(ok, slot, chosen)
+        pending &= ~ok
+        if not bool(pending.any()):
+            return chosen
+    # Exact resolution for the rest: every slot of the segment, a uniform key, argmax over allowed.
+    p = pending.nonzero().squeeze(1)
+    width = int(count[p].max())
+    offs = torch.arange(width, device=dev)
+    slots = order[(start[p, None] + offs).clamp_max(n_valid - 1)]  # (P, width)
+    ok = (offs < count[p, None]) & allowed(s, anchors[p, None], qidx[slots], same_session)
+    keys = torch.rand(p.shape[0], width, generator=g, device=dev).masked_fill_(~ok, -1.0)
+    pick = slots.gather(1, keys.argmax(1, keepdim=True)).squeeze(1)
+    chosen[p] = torch.where(ok.any(1), pick, -1)
+    return chosen
+
+
+def from_slots(s: SSPSSampler, slots: torch.Tensor) -> SampleResult:
+    found = slots >= 0
+    safe = slots.clamp_min(0)
+    positives = s.positive.embeddings[safe].float()
+    positives[~found] = 0.0
+    source = torch.where(found, s.positive.indices[safe], -1)
+    return SampleResult(positives, found, source)
+
+
+def chosen_clusters(s: SSPSSampler, anchors: torch.Tensor, g) -> torch.Tensor:
+    """(B,) cluster drawn uniformly among the anchor's M nearest other ones (-1: anchor unclustered)."""
+    if s.centroids.shape[0] == 0:
+        raise RuntimeError("SSPSSampler.cluster() must run before sample() with k-means sampling")
+    c = s.assignments[anchors]
+    m = s.neighbours.shape[1]
+    if m == 0:
+        return c
+    j = torch.randint(0, m, c.shape, generator=g, device=c.device)
+    return torch.where(c >= 0, s.neighbours[c.clamp_min(0), j], -1)
+
+
+@SAMPLERS.register("kmeans-repr")
+def _sample_kmeans_repr(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    target = chosen_clusters(s, anchors, g)
+    qidx = s.positive.indices
+    entry_group = torch.where(qidx >= 0, s.assignments[qidx.clamp_min(0)], -1)
+    return from_slots(s, draw_in_groups(s, entry_group, target, anchors, g, s.cfg.exclude_same_session))
+
+
+@SAMPLERS.register("kmeans")
+def _sample_kmeans(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    target = chosen_clusters(s, anchors, g)
+    found = target >= 0
+    positives = s.centroids[target.clamp_min(0)].float() * found[:, None]
+    return SampleResult(positives, found, torch.full_like(anchors, -1))
+
+
+@SAMPLERS.register("oracle")
+def _sample_oracle(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    # Uses speaker labels: the supervised upper bound. Same speaker, another session when sessions are known.
+    qidx = s.positive.indices
+    entry_group = torch.where(qidx >= 0, s.speaker_ids[qidx.clamp_min(0)], -1)
+    return from_slots(s, draw_in_groups(s, entry_group, s.speaker_ids[anchors], anchors, g, True))
+
+
+def _sample_knn_sessions(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    """knn over sessions (``ssps.session_pooling``): one of the anchor's k nearest *other sessions* (by
+    session-mean embedding, among sessions present in the positive queue), then a uniform entry of it.
+
+    Ranking distinct sessions, not utterances, matters: the k nearest utterances would all come from the one
+    nearest session, so each session would only ever be pulled towards its single most similar recording.
+    """
+    qidx, rows = s.positive.indices, s.session_row
+    n_sessions, dev = s.session_keys.shape[0], anchors.device
+    entry_row = torch.where(qidx >= 0, rows[qidx.clamp_min(0)], -1)
+    present = torch.zeros(n_sessions + 1, dtype=torch.bool, device=dev)
+    present[entry_row.clamp_min(-1) + 1] = True  # slot 0 collects unknown / empty entries
+    own = rows[anchors]  # (B,)
+    sim = s.session_keys[own.clamp_min(0)] @ s.session_keys.T  # (B, S)
+    blocked = ~present[1:][None] | (torch.arange(n_sessions, device=dev)[None] == own[:, None])
+    vals, top = sim.masked_fill_(blocked, -float("inf")).topk(min(s.cfg.knn_neighbours, n_sessions), dim=1)
+    n_ok = torch.isfinite(vals).sum(1) * (own >= 0)
+    r = (
+        (torch.rand(anchors.shape[0], generator=g, device=dev) * n_ok)
+        .long()
+        .clamp_max((n_ok - 1).clamp_min(0))
+    )
+    target = torch.where(n_ok > 0, top.gather(1, r[:, None]).squeeze(1), -1)
+    return from_slots(s, draw_in_groups(s, entry_row, target, anchors, g, s.cfg.exclude_same_session))
+
+
+@SAMPLERS.register("knn")
+def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
+    if s.cfg.session_pooling and s.session_keys.numel():
+        return _sample_knn_sessions(s, anchors, g)
+    k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
+    ref, qidx, keys = s.reference, s.positive.indices, s.keys()
+    query = keys[anchors].float()  # (B, D), unit rows where filled
+    vals = torch.full((b, k), -float("inf"), device=dev)
+    slots = torch.full((b, k), -1, dtype=torch.long, device=dev)
+    for start in range(0, qidx.shape[0], KNN_CHUNK):
+        qi = qidx[start : start + KNN_CHUNK]
+        bank = keys[qi.clamp_min(0)].float()  # (C, D)
+        sim = query @ bank.T  # (B, C)
+        ok = ((qi >= 0) & ref.filled[qi.clamp_min(0)])[None] & allowed(
+            s, anchors[:, None], qi[None], s.cfg.exclude_same_session
+        )
+        v, i = sim.masked_fill_(~ok, -float("inf")).topk(min(k, qi.shape[0]), dim=1)
+        v, pos = torch.cat([vals, v], 1).topk(k, dim=1)
+        vals, slots = v, torch.cat([slots, i + start], 1).gather(1, pos)
+    # topk is sorted, so the n_ok finite neighbours come first: draw an offset among them.
+    n_ok = torch.isfinite(vals).sum(1) * ref.filled[anchors]
+    r = (torch.rand(b, generator=g, device=dev) * n_ok).long().clamp_max((n_ok - 1).clamp_min(0))
+    chosen = torch.where(n_ok > 0, slots.gather(1, r[:, None]).squeeze(1), -1)
+    return from_slots(s, chosen)
