@@ -65,6 +65,9 @@ class DataConfig:
     val_root: str = ""  # folder the validation trial paths are relative to
     val_max_trials: int = 2000
     num_workers: int = 0
+    # GB of RAM for the training audio decoded once to int16 and shared by every worker and rank
+    # (ssps.data.audio_store); 0, or a corpus that does not fit, reads only the crops from disk.
+    cache_gb: float = 0.0
     min_duration: float = 0.5  # seconds; shorter utterances are skipped and counted
     check_files: str = (
         "header"  # header (read each file's header at start) | exists (stat only: huge corpora)

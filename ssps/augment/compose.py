@@ -24,8 +24,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ssps.augment.noise_files import AudioCache, noise_source
-from ssps.augment.reverb import reverberate, simulate_rir
+from ssps.augment.noise import AnyOf
+from ssps.augment.noise_files import AudioCache, FileNoise, noise_source
+from ssps.augment.reverb import RIRSpectra, reverberate, simulate_rir
 from ssps.config import AugmentConfig
 from ssps.data.manifest import read_manifest
 from ssps.errors import SSPSError
@@ -82,7 +83,12 @@ class RIRBank:
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """A random impulse response, (L,) float32."""
-        i = int(rng.integers(len(self)))
+        return self.get(self.draw_index(rng))
+
+    def draw_index(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(len(self)))
+
+    def get(self, i: int) -> np.ndarray:
         return self.cache(self.paths[i]) if self.paths else self.pool[i]
 
 
@@ -96,6 +102,7 @@ class Augmenter:
         rir_pool_size: simulated rooms made at start-up when there is no RIR manifest.
         seed: seed of the simulated rooms (the per-call randomness comes from ``rng``).
         cache_bytes: bound of each in-memory cache of decoded noise / RIR files (per process).
+        train_audio: the training audio in RAM (``get(path)``: ssps.data.audio_store), for babble.
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class Augmenter:
         rir_pool_size: int = 50,
         seed: int = 0,
         cache_bytes: int = 256 << 20,
+        train_audio=None,
     ):
         if cfg.strategy not in STRATEGIES:
             raise SSPSError(
@@ -119,6 +127,10 @@ class Augmenter:
             if "reverb" in used
             else None
         )
+        # The simulated rooms' spectra are computed once per crop length (the same result as fftconvolve).
+        self.spectra = RIRSpectra() if self.rirs is not None and self.rirs.pool else None
+        if train_audio is not None:
+            _babble_from(self.noise, train_audio)
 
     def choose(self, rng: np.random.Generator) -> tuple[str, ...]:
         """The operations for one call, e.g. ``("reverb", "noise")``."""
@@ -130,7 +142,36 @@ class Augmenter:
         """(N,) -> (N,) float32; ``none`` returns the input unchanged."""
         for op in self.choose(rng):
             if op == "reverb":
-                wav = reverberate(wav, self.rirs.draw(rng))
+                i = self.rirs.draw_index(rng)
+                wav = (
+                    self.spectra(wav, self.rirs.get(i), i)
+                    if self.spectra
+                    else reverberate(wav, self.rirs.get(i))
+                )
             else:
                 wav = self.noise(wav, rng)
         return wav
+
+
+class _StoreFirst:
+    """Babble's cache: training files from the shared in-RAM store, anything else from ``fallback``."""
+
+    def __init__(self, store, fallback: AudioCache):
+        self.store, self.fallback = store, fallback
+
+    def get(self, path):
+        wav = self.store.get(path)
+        return self.fallback.get(path) if wav is None else wav
+
+    def __call__(self, path):
+        wav = self.store.get(path)
+        return self.fallback(path) if wav is None else wav
+
+
+def _babble_from(noise, store) -> None:
+    """Point every babble source at the store: a talker costs a slice instead of a file read (the draw and
+    the samples are the same: FileNoise crops a cached file exactly as it reads one from disk)."""
+    sources = noise.sources if isinstance(noise, AnyOf) else [noise]
+    for source in sources:
+        if isinstance(source, FileNoise) and source.kinds == ["babble"]:
+            source.cache = _StoreFirst(store, source.cache)

@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ssps.audio.clips import ArrayClip, open_clip
 from ssps.audio.io import load_audio
 from ssps.data.manifest import Manifest
 from ssps.errors import SSPSError
@@ -64,6 +65,11 @@ def usable_rows(manifest: Manifest, min_duration: float, check: str = "header") 
 class TrainDataset(Dataset):
     """Manifest rows -> views. Items are requested as ``(row, epoch)`` pairs by :class:`EpochBatchSampler`.
 
+    Audio: from ``store`` (:mod:`ssps.data.audio_store`, the training set in RAM) when it holds the row,
+    else only the crops are read from disk (:class:`ssps.audio.clips.FileClip`) -- when ``views`` reads
+    clips (``views.reads_clips``, as :class:`ssps.data.views.Views` does); any other callable is given the
+    whole decoded waveform.
+
     Yields dicts: ``index`` (the manifest row actually used), ``views`` (list of float32 arrays),
     ``failed`` (paths that could not be loaded for this item), optionally ``reference``.
 
@@ -82,8 +88,11 @@ class TrainDataset(Dataset):
         seed: int,
         sample_rate: int = 16000,
         rows: list[int] | None = None,
+        store=None,
     ):
         self.manifest = manifest
+        self.store = store
+        self.reads_clips = bool(getattr(views, "reads_clips", False))
         self.views = views
         self.seed = seed
         self.sample_rate = sample_rate
@@ -92,15 +101,32 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.manifest)
 
-    def _load(self, index: int, epoch: int) -> tuple[np.ndarray, int, list[str]]:
+    def _views(self, row: int, rng: np.random.Generator) -> dict:
+        """The views of one row; SSPSError when its audio cannot be read or is not finite."""
+        clip = self.store.clip(row) if self.store is not None else None
+        if clip is None and not self.reads_clips:
+            clip = ArrayClip(load_audio(self.manifest.resolve(row), self.sample_rate))
+        if clip is None:
+            clip = open_clip(self.manifest.resolve(row), self.sample_rate)
+        try:
+            out = self.views(clip if self.reads_clips else clip.read(0, clip.frames), rng)
+        finally:
+            if hasattr(clip, "close"):
+                clip.close()
+        arrays = [*out["views"], *([out["reference"]] if "reference" in out else [])]
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise SSPSError(f"{self.manifest.resolve(row)}: non-finite samples")
+        return out
+
+    def _load(self, index: int, epoch: int, rng: np.random.Generator) -> tuple[dict, int, list[str]]:
         failed: list[str] = []
         row = index
+        state = rng.bit_generator.state  # a replacement row gets the draws the failed one would have had
         for attempt in range(self.MAX_ATTEMPTS):
             path = self.manifest.resolve(row)
             try:
-                wav = load_audio(path, self.sample_rate)
-                if np.isfinite(wav).all():
-                    return wav, row, failed
+                rng.bit_generator.state = state
+                return self._views(row, rng), row, failed
             except SSPSError:
                 pass
             failed.append(str(path))
@@ -113,8 +139,7 @@ class TrainDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, epoch = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        wav, used, failed = self._load(index, epoch)
-        out = self.views(wav, rng)
+        out, used, failed = self._load(index, epoch, rng)
         out["index"] = used  # queues are indexed by the utterance whose audio this is
         out["failed"] = failed
         return out

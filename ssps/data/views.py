@@ -1,6 +1,7 @@
 """Views: one utterance -> N crops (each augmented on its own) and an optional clean reference frame.
 
-A views callable knows crop lengths and the augmentation, never the SSL method's loss.
+A views callable knows crop lengths and the augmentation, never the SSL method's loss. :class:`Views`
+takes a clip (:mod:`ssps.audio.clips`: only the crops are read) or a decoded waveform.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssps.audio.io import random_crop
+from ssps.audio.clips import ArrayClip, crop_random
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -39,6 +40,8 @@ class Views:
     ([(50,), (50,)], (100,))
     """
 
+    reads_clips = True  # TrainDataset hands it a clip instead of the decoded file
+
     def __init__(
         self,
         groups: list[CropSpec],
@@ -51,12 +54,14 @@ class Views:
         self.reference_seconds = reference_seconds
         self.sample_rate = sample_rate
 
-    def __call__(self, wav: np.ndarray, rng: np.random.Generator) -> dict[str, object]:
+    def __call__(self, wav, rng: np.random.Generator) -> dict[str, object]:
+        """``wav``: (N,) samples or a clip."""
+        clip = ArrayClip(wav) if isinstance(wav, np.ndarray) else wav
         crops = []
         for group in self.groups:
             n = int(round(group.seconds * self.sample_rate))
             for _ in range(group.count):
-                crop = random_crop(wav, n, rng)
+                crop = crop_random(clip, n, rng)
                 if self.augment is not None:
                     crop = self.augment(crop, rng)
                 crops.append(crop.astype(np.float32, copy=False))
@@ -65,5 +70,5 @@ class Views:
             # The reference frame is never augmented: SSPS clusters clean utterances (SSPS.md). Its start is
             # random, as in the reference (a new 4 s excerpt each epoch), not the centre.
             n = int(round(self.reference_seconds * self.sample_rate))
-            out["reference"] = random_crop(wav, n, rng).astype(np.float32, copy=False)
+            out["reference"] = crop_random(clip, n, rng).astype(np.float32, copy=False)
         return out

@@ -33,16 +33,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from ssps.registry import Registry
+from ssps.sampling.search import CHUNK, knn_search
 
 if TYPE_CHECKING:
     from ssps.sampling.ssps import SSPSSampler
 
 SAMPLERS = Registry("ssps sampler")
 REJECTION_TRIES = 4
-# Queue entries scored per matmul in knn. Small chunks keep the temporaries (bank rows in float32, the
-# (B, chunk) scores) in cache and under the allocator's mmap threshold: on this project's CPU a 300k bank
-# took 0.96 s with 4,096 and 1.61 s with 65,536 (benchmarks/bench_sampler.py).
-KNN_CHUNK = 1 << 12
+KNN_CHUNK = CHUNK  # queue entries scored per matmul in knn (ssps.sampling.search)
 
 
 @dataclass(frozen=True)
@@ -200,19 +198,16 @@ def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
         return _sample_knn_sessions(s, anchors, g)
     k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
     ref, qidx, keys = s.reference, s.positive.indices, s.keys()
-    query = keys[anchors].float()  # (B, D), unit rows where filled
-    vals = torch.full((b, k), -float("inf"), device=dev)
-    slots = torch.full((b, k), -1, dtype=torch.long, device=dev)
-    for start in range(0, qidx.shape[0], KNN_CHUNK):
-        qi = qidx[start : start + KNN_CHUNK]
-        bank = keys[qi.clamp_min(0)].float()  # (C, D)
-        sim = query @ bank.T  # (B, C)
-        ok = ((qi >= 0) & ref.filled[qi.clamp_min(0)])[None] & allowed(
-            s, anchors[:, None], qi[None], s.cfg.exclude_same_session
-        )
-        v, i = sim.masked_fill_(~ok, -float("inf")).topk(min(k, qi.shape[0]), dim=1)
-        v, pos = torch.cat([vals, v], 1).topk(k, dim=1)
-        vals, slots = v, torch.cat([slots, i + start], 1).gather(1, pos)
+    valid = (qidx >= 0) & ref.filled[qidx.clamp_min(0)]
+    vals, slots = knn_search(
+        keys[anchors].float(),  # (B, D), unit rows where filled
+        anchors,
+        keys,
+        qidx,
+        valid,
+        k,
+        lambda a, rows: allowed(s, a, rows, s.cfg.exclude_same_session),
+    )
     # topk is sorted, so the n_ok finite neighbours come first: draw an offset among them.
     n_ok = torch.isfinite(vals).sum(1) * ref.filled[anchors]
     r = (torch.rand(b, generator=g, device=dev) * n_ok).long().clamp_max((n_ok - 1).clamp_min(0))

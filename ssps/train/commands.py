@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from ssps.config import load_config
     from ssps.train.trainer import train
+    from ssps.utils.memory import keep_freed_memory
 
+    keep_freed_memory()  # a training process reuses its step's memory (ssps.utils.memory)
     overrides = list(args.overrides) + list(args.set_)
     if args.init:
         overrides.append(f"train.init={args.init}")

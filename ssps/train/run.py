@@ -32,7 +32,9 @@ from ssps.utils.files import sha256
 log = logging.getLogger("ssps")
 
 
-def build_views(cfg: Config, train_paths: list[str]) -> Views:
+def build_views(cfg: Config, train_paths: list[str], train_audio=None) -> Views:
+    """Crops and augmentation; ``train_audio`` (an :class:`ssps.data.audio_store.AudioStore`) serves the
+    babble talkers from RAM."""
     from ssps.augment.compose import Augmenter
 
     m = cfg.method
@@ -50,6 +52,7 @@ def build_views(cfg: Config, train_paths: list[str]) -> Views:
             sample_rate=cfg.features.sample_rate,
             train_paths=train_paths,
             seed=cfg.train.seed,
+            train_audio=train_audio,
         )
     reference = cfg.ssps.reference_seconds if cfg.ssps.enabled else 0.0
     return Views(groups, augment, reference, cfg.features.sample_rate)
@@ -90,8 +93,14 @@ class Run:
         }
         self.rows, self.skipped = usable_rows(self.manifest, cfg.data.min_duration, cfg.data.check_files)
         paths = [str(self.manifest.resolve(i)) for i in self.rows]
+        store = self._build_store()
         self.dataset = TrainDataset(
-            self.manifest, build_views(cfg, paths), cfg.train.seed, cfg.features.sample_rate, self.rows
+            self.manifest,
+            build_views(cfg, paths, store),
+            cfg.train.seed,
+            cfg.features.sample_rate,
+            self.rows,
+            store,
         )
         self.steps_per_epoch = cfg.train.steps_per_epoch or len(self.rows) // cfg.train.batch_size
         if self.steps_per_epoch == 0:
@@ -126,6 +135,16 @@ class Run:
         self.queues_restored = False  # queues and clusters came from the checkpoint (ssps.save_queues)
         self.step = 0
         self.epoch = 0
+
+    def _build_store(self):
+        """The training audio in shared RAM (data.cache_gb): decoded by the main rank, mapped by all."""
+        from ssps.data.audio_store import build_store
+
+        cfg = self.cfg
+        args = (self.manifest, self.rows, cfg.features.sample_rate, cfg.data.cache_gb)
+        store = build_store(*args) if dist.is_main() else None
+        dist.barrier()
+        return store if dist.is_main() else build_store(*args)
 
     def _build_sampler(self):
         from ssps.sampling.ssps import SSPSSampler, uses_labels, uses_sessions

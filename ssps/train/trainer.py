@@ -29,6 +29,7 @@ RESUMABLE_CHANGES = {
     "train.log_every",
     "train.threads",
     "data.num_workers",
+    "data.cache_gb",  # where the audio comes from, not what it is (crops are bit-identical)
     "data.val_trials",
     "data.val_root",
     "data.val_max_trials",
