@@ -117,6 +117,8 @@ def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = Fals
         f"data.val_trials={corpus / 'trials' / 'dev_cross_session.txt'}",
         f"data.val_root={corpus / 'wav'}",
         f"train.steps_per_epoch={budget.steps}",
+        # One schedule over base + continuation: a base is the first part of it (cosine lr, DINO momentum).
+        f"train.schedule_epochs={budget.base_epochs + budget.cont_epochs}",
         "train.validate_every=1000",
     ]
     if budget.batch_size:

@@ -276,7 +276,7 @@ class Run:
             ) from None
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
         if weights_only:
-            self._continue_state(path, train)
+            self._continue_state(path, train, ckpt["config"]["train"]["seed"])
             return
         self.optimizer.load_state_dict(train["optimizer"])
         self.scaler.load_state_dict(train["scaler"])
@@ -286,14 +286,21 @@ class Run:
             self.queue_ready = train["queue_ready"]
             self.queues_restored = True
 
-    def _continue_state(self, path: Path, train: dict) -> None:
-        """train.init from a full checkpoint: optimizer, scaler and RNG too, where they fit."""
+    def _continue_state(self, path: Path, train: dict, base_seed: int | None = None) -> None:
+        """train.init from a full checkpoint: optimizer, scaler and RNG too, where they fit.
+
+        A continuation with another ``train.seed`` than its base's is one of several seeds of an experiment:
+        its torch RNG is seeded from (seed, step) instead of taken over, so the seeds differ everywhere.
+        """
         try:
             self.optimizer.load_state_dict(train["optimizer"])
             self.scaler.load_state_dict(train["scaler"])
         except (ValueError, KeyError, RuntimeError) as e:
             log.warning("train.init %s: optimizer state does not fit (%s); it starts fresh", path, e)
-        torch.set_rng_state(train["torch_rng"].cpu())
+        if base_seed is None or base_seed == self.cfg.train.seed:
+            torch.set_rng_state(train["torch_rng"].cpu())
+        else:
+            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
         if not train.get("epoch_done", True):
             log.warning("train.init %s: the base stopped mid-epoch; continuing from step %d", path, self.step)
 
