@@ -83,6 +83,14 @@ def _resolved(job: Job, overrides: list[str]) -> dict:
     return to_dict(load_config(job.config, [*overrides, f"train.threads={job.threads}"]))
 
 
+def _without_threads(config: dict | None) -> dict | None:
+    """A resolved config less ``train.threads``: a runtime setting, so a job started with one thread may
+    be resumed with two."""
+    if config is None:
+        return None
+    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "threads"}}
+
+
 def _reusable(run_dir: Path, resolved: dict, code: str, any_finished: bool = False) -> str:
     """'done' (finished with this config and code), 'resume' (interrupted, same), 'stale' or 'new'.
 
@@ -95,7 +103,7 @@ def _reusable(run_dir: Path, resolved: dict, code: str, any_finished: bool = Fal
     if not info.is_file():
         return "stale" if any(run_dir.iterdir()) else "new"
     job = json.loads(info.read_text())
-    if job.get("config") != resolved or job.get("code") != code:
+    if _without_threads(job.get("config")) != _without_threads(resolved) or job.get("code") != code:
         return "stale"
     return "done" if (run_dir / "done.json").is_file() else "resume"
 
