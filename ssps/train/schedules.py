@@ -4,7 +4,7 @@
 [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
 >>> [round(v, 3) for v in cosine(1.0, 0.0, total=5, warmup=1).tolist()]
 [0.0, 1.0, 0.854, 0.5, 0.146]
->>> [round(v, 3) for v in margin_warmup(0.2, steps_per_epoch=2, epochs=4, start=1, warmup=2)]
+>>> [round(v, 3) for v in margin_warmup(0.2, steps_per_epoch=2, epochs=4, start=1, warmup=2).tolist()]
 [0.0, 0.0, 0.0, 0.05, 0.1, 0.15, 0.2, 0.2]
 """
 
