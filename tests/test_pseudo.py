@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,12 @@ from test_train import tiny_cfg
 
 from ssps.checkpoint import save_checkpoint
 from ssps.cli import main
+from ssps.config import load_config
 from ssps.data.manifest import Utterance, read_manifest, write_manifest
 from ssps.embedder import Embedder
 from ssps.errors import SSPSError
-from ssps.pseudo.chain import ChainConfig, run_chain
-from ssps.pseudo.cluster import PseudoLabelConfig, pseudo_labels
+from ssps.pseudo.chain import ChainConfig, load_chain_config, run_chain
+from ssps.pseudo.cluster import CRITERIA, PseudoLabelConfig, pseudo_labels
 from ssps.pseudo.labelling import pseudo_label
 from ssps.pseudo.quality import cluster_quality
 
@@ -185,3 +187,14 @@ def test_chain_runs_rounds_on_the_toy_corpus(toy_corpus, checkpoint, tmp_path):
     stamp = (tmp_path / "chain" / "round_2" / "train" / "latest.pt").stat().st_mtime_ns
     assert run_chain(chain, tmp_path / "chain") == summary  # a re-run finds every step done
     assert (tmp_path / "chain" / "round_2" / "train" / "latest.pt").stat().st_mtime_ns == stamp
+
+
+CHAINS = sorted((Path(__file__).parents[1] / "configs").glob("**/chain*.yaml"))
+
+
+@pytest.mark.parametrize("path", CHAINS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_shipped_chain_configs_load_and_name_a_supervised_config(path):
+    chain = load_chain_config(path)
+    repo = Path(__file__).parents[1]
+    assert load_config(repo / chain.supervised).method.name == "supervised"
+    assert chain.rounds >= 1 and chain.pseudo.criterion in CRITERIA
