@@ -109,3 +109,80 @@ def test_supervised_rejects_a_manifest_without_speakers(toy_corpus, tmp_path, ca
 def test_supervised_with_ssps_is_a_user_error(toy_corpus, tmp_path):
     with pytest.raises(SSPSError, match="ssps.enabled=true: SSPS replaces SSL positives"):
         train(tiny_cfg(toy_corpus, *SUP, "ssps.enabled=true"), tmp_path / "run")
+
+
+def test_supervised_resume_continues_exactly(toy_corpus, tmp_path):
+    cfg = tiny_cfg(
+        toy_corpus, *SUP, "train.checkpoint_every_steps=1", "method.supervised.margin_warmup_epochs=1"
+    )
+    train(cfg, tmp_path / "full")
+    train(cfg, tmp_path / "cut", stop_after_steps=4)
+    train(cfg, tmp_path / "cut", resume=True)
+    a, b = (load_checkpoint(tmp_path / d / "latest.pt")["train"]["method"] for d in ("full", "cut"))
+    assert a.keys() == b.keys() and "classifier" in a
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+WORLD, BATCH = 2, 8
+
+
+def _ddp_model():
+    from ssps.config import load_config
+    from ssps.methods import build_method
+
+    torch.manual_seed(0)
+    cfg = load_config(overrides=["encoder.name=tdnn", "encoder.channels=32", "encoder.embed_dim=16", *SUP])
+    return build_method(cfg, num_classes=5).eval()  # eval: BatchNorm statistics do not depend on the split
+
+
+def _ddp_data():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(BATCH, 4000, generator=g), torch.arange(BATCH) % 5
+
+
+def _ddp_step(model):
+    method = getattr(model, "module", model)
+    wav, labels = _ddp_data()
+    if hasattr(model, "module"):
+        n, r = BATCH // WORLD, torch.distributed.get_rank()
+        wav, labels = wav[r * n : (r + 1) * n], labels[r * n : (r + 1) * n]
+    optimizer = torch.optim.SGD(method.trainable_parameters(), lr=0.5)
+    method.loss(model(wav), labels, margin=0.2).backward()
+    optimizer.step()
+    return {k: v.detach().clone() for k, v in method.named_parameters()}
+
+
+def _ddp_worker(rank, init_file, out_dir):
+    from pathlib import Path
+
+    import torch.distributed as torch_dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        torch.save(_ddp_step(DistributedDataParallel(_ddp_model())), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_supervised_two_processes_equal_one(tmp_path):
+    import torch.multiprocessing as mp
+
+    workers = mp.start_processes(
+        _ddp_worker,
+        args=(str(tmp_path / "init"), str(tmp_path)),
+        nprocs=WORLD,
+        join=False,
+        start_method="spawn",
+    )
+    want = _ddp_step(_ddp_model())
+    while not workers.join():
+        pass
+    initial = dict(_ddp_model().named_parameters())
+    assert not torch.allclose(initial["classifier"], want["classifier"], atol=1e-4)  # the step moved it
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name, value in want.items():
+            assert torch.allclose(got[name], value, atol=1e-5, rtol=0), (rank, name)
