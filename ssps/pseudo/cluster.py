@@ -119,12 +119,13 @@ def merge_centroids(centroids: np.ndarray, fine: np.ndarray, x: np.ndarray, cfg:
     raise SSPSError(f"pseudo-label: criterion {cfg.criterion!r}: expected one of {', '.join(CRITERIA)}")
 
 
-def pseudo_labels(embeddings: np.ndarray, cfg: PseudoLabelConfig) -> PseudoLabels:
+def pseudo_labels(embeddings: np.ndarray, cfg: PseudoLabelConfig, device: str = "cpu") -> PseudoLabels:
     """Cluster (N, D) embeddings into pseudo-speakers (see the module docstring).
 
     Args:
         embeddings: (N, D) raw embeddings (normalised here).
         cfg: clustering settings.
+        device: where the k-means stage runs (the merge runs on the CPU).
 
     Returns:
         PseudoLabels with labels (N,) numbered 0..S-1 by decreasing size.
@@ -136,7 +137,9 @@ def pseudo_labels(embeddings: np.ndarray, cfg: PseudoLabelConfig) -> PseudoLabel
         raise SSPSError(f"pseudo-label: need at least 2 utterances to cluster, got {n}")
     if not 2 <= k <= n:
         raise SSPSError(f"pseudo-label: clusters={k} must be between 2 and the {n} utterances to cluster")
-    km = spherical_kmeans(torch.from_numpy(x), k, cfg.iterations, cfg.seed, backend=cfg.backend)
+    km = spherical_kmeans(
+        torch.from_numpy(x), k, cfg.iterations, cfg.seed, device=device, backend=cfg.backend
+    )
     fine = km.assignments.cpu().numpy()
     used, fine = np.unique(fine, return_inverse=True)  # drop clusters k-means left empty
     if len(used) < 2:

@@ -93,7 +93,7 @@ def pseudo_label(
             raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} recordings")
     t0 = time.perf_counter()
     try:
-        result = pseudo_labels(items, cfg)
+        result = pseudo_labels(items, cfg, device=device)
     except SSPSError as e:
         raise SSPSError(f"{manifest_path}: {e}") from None
     labels = result.labels[of_row]
