@@ -101,10 +101,20 @@ class DINOConfig:
 
 
 @dataclass(frozen=True)
+class SupervisedConfig:
+    crop_seconds: float = 2.0
+    margin: float = 0.2  # additive angular margin m (radians)
+    scale: float = 30.0  # logit scale s
+    margin_warmup_start: int = 0  # epoch from which the margin rises from 0 (0 before it)
+    margin_warmup_epochs: int = 0  # epochs of the linear rise to `margin`; 0 = full margin from the start
+
+
+@dataclass(frozen=True)
 class MethodConfig:
-    name: str = "simclr"  # simclr | dino
+    name: str = "simclr"  # simclr | dino | supervised (uses the speaker column)
     simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
     dino: DINOConfig = field(default_factory=DINOConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
 
 
 @dataclass(frozen=True)

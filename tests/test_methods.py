@@ -13,6 +13,7 @@ from ssps.methods.dino import DINO
 from ssps.methods.ema import cosine_momentum, ema_update
 from ssps.methods.heads import DINOHead
 from ssps.methods.simclr import SimCLR
+from ssps.methods.supervised import Supervised
 
 torch.set_num_threads(1)
 
@@ -29,7 +30,7 @@ B, N_GLOBAL, N_LOCAL = 4, 8000, 4000  # 0.5 s and 0.25 s at 16 kHz
 
 def tiny(method: str, *overrides: str) -> nn.Module:
     torch.manual_seed(0)
-    return build_method(load_config(overrides=[*TINY, f"method.name={method}", *overrides]))
+    return build_method(load_config(overrides=[*TINY, f"method.name={method}", *overrides]), num_classes=5)
 
 
 def waves(n: int, length: int, seed: int) -> list[torch.Tensor]:
@@ -48,6 +49,8 @@ def train_step(method: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Ten
         globals_, locals_ = waves(2, N_GLOBAL, 1), waves(2, N_LOCAL, 2)
         teacher_logits, _ = method.teacher_forward(globals_)
         loss = method.loss(method(globals_, locals_), teacher_logits, 0.04)
+    elif isinstance(method, Supervised):
+        loss = method.loss(method(waves(1, N_GLOBAL, 1)[0]), torch.arange(B) % 5)
     else:
         anchors, positives = method(waves(2, N_GLOBAL, 1))
         loss = method.loss(anchors, positives)

@@ -75,14 +75,26 @@ class Manifest:
         return names, [code[v] if v else -1 for v in values]
 
 
-def write_manifest(path: str | Path, rows: list[Utterance]) -> None:
-    """Write atomically: a crash never leaves a half-written manifest."""
-    lines = ["\t".join(COLUMNS)]
-    for r in rows:
-        for value in (r.utterance, r.path, r.speaker, r.session):
+def write_manifest(
+    path: str | Path, rows: list[Utterance], extra: dict[str, list[str]] | None = None
+) -> None:
+    """Write atomically: a crash never leaves a half-written manifest.
+
+    ``extra``: more columns after the standard ones (name -> one value per row), which readers ignore,
+    e.g. the true speaker beside a pseudo-label, kept for diagnostics.
+    """
+    extra = extra or {}
+    for name, values in extra.items():
+        if name in COLUMNS or len(values) != len(rows):
+            raise SSPSError(f"{path}: extra column {name!r} must be new and have one value per row")
+    lines = ["\t".join([*COLUMNS, *extra])]
+    for i, r in enumerate(rows):
+        more = [values[i] for values in extra.values()]
+        for value in (r.utterance, r.path, r.speaker, r.session, *more):
             if "\t" in value or "\n" in value:
                 raise SSPSError(f"{path}: value {value!r} contains a tab or newline")
-        lines.append(f"{r.utterance}\t{r.path}\t{r.speaker}\t{r.session}\t{r.duration:.3f}")
+        tail = "".join(f"\t{v}" for v in more)
+        lines.append(f"{r.utterance}\t{r.path}\t{r.speaker}\t{r.session}\t{r.duration:.3f}{tail}")
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

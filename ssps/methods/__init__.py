@@ -20,15 +20,32 @@ from ssps.registry import Registry
 METHODS = Registry("method")
 
 
-def build_method(cfg: Config) -> nn.Module:
-    """Make the method ``cfg.method.name`` around a fresh ``Embedder(cfg)``, with ``cfg.method.<name>``."""
+def method_uses_labels(name: str) -> bool:
+    """Whether method ``name`` trains on the speaker column (``supervised``); SSL methods never do."""
+    try:
+        return bool(getattr(METHODS.get(name), "uses_labels", False))
+    except KeyError as e:
+        raise SSPSError(f"method.name: {e.args[0]}") from None
+
+
+def build_method(cfg: Config, num_classes: int | None = None) -> nn.Module:
+    """Make the method ``cfg.method.name`` around a fresh ``Embedder(cfg)``, with ``cfg.method.<name>``.
+
+    ``num_classes``: the number of speakers, for the methods that use labels (given by the trainer from
+    the data layer's speaker table); ignored by the label-free ones.
+    """
     from ssps.embedder import Embedder  # late: the embedder pulls in the front end and every encoder
 
     try:
         factory = METHODS.get(cfg.method.name)
     except KeyError as e:
         raise SSPSError(f"method.name: {e.args[0]}") from None
-    return factory(Embedder(cfg), getattr(cfg.method, cfg.method.name))
+    settings = getattr(cfg.method, cfg.method.name)
+    if method_uses_labels(cfg.method.name):
+        if num_classes is None:
+            raise SSPSError(f"method.name={cfg.method.name} needs the number of speakers of the manifest")
+        return factory(Embedder(cfg), settings, num_classes)
+    return factory(Embedder(cfg), settings)
 
 
 def param_groups(
@@ -88,4 +105,4 @@ def embedding_dim(embedder: nn.Module) -> int:
 
 
 # Importing the modules registers their methods.
-from ssps.methods import dino, simclr  # noqa: E402, F401
+from ssps.methods import dino, simclr, supervised  # noqa: E402, F401

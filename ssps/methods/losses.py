@@ -11,11 +11,15 @@ tensor(True)
 >>> student = [torch.randn(4, 32) for _ in range(4)]
 >>> dino_loss(student, teacher, 0.1).shape
 torch.Size([])
+>>> cos = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+>>> aam_softmax(cos, torch.tensor([0, 1]), 0.2, 30.0) > aam_softmax(cos, torch.tensor([0, 1]), 0.0, 30.0)
+tensor(True)
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn as nn
@@ -138,6 +142,38 @@ def dino_loss(
             total = total + torch.sum(-_fp32(q) * logp, dim=-1).mean()
             pairs += 1
     return total / pairs
+
+
+@outside_autocast
+def aam_softmax(cosine: torch.Tensor, labels: torch.Tensor, margin: float, scale: float) -> torch.Tensor:
+    """Additive angular margin softmax (ArcFace): cross entropy of ``scale * cos(theta_y + margin)`` for the
+    target class and ``scale * cos(theta_j)`` for the others.
+
+    Where ``theta_y + margin`` would pass pi, cos would rise again; there the target logit continues as
+    ``cos(theta_y) - margin * sin(margin)`` (monotone in theta, as in WeSpeaker and InsightFace).
+
+    Args:
+        cosine: (B, C) cosine between each normalised embedding and each normalised class weight.
+        labels: (B,) long class of each row.
+        margin: m in radians, >= 0 (a schedule value: the warm-up passes the current one).
+        scale: s > 0.
+
+    Returns:
+        () mean cross entropy over the batch.
+    """
+    if cosine.dim() != 2 or labels.shape != cosine.shape[:1]:
+        raise ValueError(
+            f"expected (B, C) cosines and (B,) labels, got {tuple(cosine.shape)}, {tuple(labels.shape)}"
+        )
+    if margin < 0 or scale <= 0:
+        raise ValueError(f"margin must be >= 0 and scale > 0, got {margin} and {scale}")
+    cos = _fp32(cosine).clamp(-1 + 1e-7, 1 - 1e-7)
+    target = cos.gather(1, labels[:, None])  # (B, 1)
+    sin = torch.sqrt(1 - target * target)
+    shifted = target * math.cos(margin) - sin * math.sin(margin)  # cos(theta + m)
+    shifted = torch.where(target > math.cos(math.pi - margin), shifted, target - margin * math.sin(margin))
+    logits = cos.scatter(1, labels[:, None], shifted) * scale
+    return F.cross_entropy(logits, labels)
 
 
 class DINOCenter(nn.Module):

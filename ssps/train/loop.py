@@ -61,7 +61,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
         views = [v.to(run.device, non_blocking=True) for v in batch["views"]]
 
         with run.autocast():
-            anchors, positives, stored = steps.forward(run.model, views)
+            anchors, positives, stored = steps.forward(run.model, views, index)
             if phase == "on":
                 # SSPS: a pseudo-positive from the queue replaces the same-utterance positive where found.
                 drawn = sampler.sample(index, step=it)
@@ -78,7 +78,7 @@ def train_one_epoch(run, epoch: int, phase: str, loader, start_step: int, stop_a
                 for key, value in run.batch_diagnostics(index, drawn).items():
                     ssps_sums[key] = ssps_sums.get(key, 0.0) + value
             else:
-                loss = steps.loss(anchors, positives, run.teacher_temperature)
+                loss = steps.loss(anchors, positives, run.teacher_temperature, step=it)
                 terms = {"loss_same": loss.detach()}
 
         # Decided on all ranks together: one rank skipping alone would leave the others waiting in the

@@ -20,10 +20,11 @@ from ssps import dist
 from ssps.checkpoint import load_checkpoint, save_checkpoint
 from ssps.config import Config
 from ssps.data.dataset import EpochBatchSampler, TrainDataset, collate, usable_rows
+from ssps.data.labels import speaker_table
 from ssps.data.manifest import read_manifest
 from ssps.data.views import CropSpec, Views
 from ssps.errors import SSPSError
-from ssps.methods import build_method
+from ssps.methods import build_method, method_uses_labels
 from ssps.train import schedules
 from ssps.train.log import MetricsWriter
 from ssps.train.steps import STEPS
@@ -40,6 +41,8 @@ def build_views(cfg: Config, train_paths: list[str], train_audio=None) -> Views:
     m = cfg.method
     if m.name == "simclr":
         groups = [CropSpec(2, m.simclr.crop_seconds)]
+    elif m.name == "supervised":
+        groups = [CropSpec(1, m.supervised.crop_seconds)]  # one labelled crop per utterance
     else:
         groups = [
             CropSpec(m.dino.global_crops, m.dino.global_seconds),
@@ -91,6 +94,15 @@ class Run:
             "train_manifest": str(cfg.data.train_manifest),
             "train_manifest_sha256": sha256(cfg.data.train_manifest),
         }
+        table = None  # the speaker table, only for the methods that train on the speaker column
+        if method_uses_labels(cfg.method.name):
+            if cfg.ssps.enabled:
+                raise SSPSError(
+                    f"ssps.enabled=true: SSPS replaces SSL positives; method.name={cfg.method.name} has none"
+                )
+            table = speaker_table(self.manifest)
+            self.provenance["num_speakers"] = table.num_classes
+        self.labels = table.labels if table else None  # (N,) class of each manifest row
         self.rows, self.skipped = usable_rows(self.manifest, cfg.data.min_duration, cfg.data.check_files)
         paths = [str(self.manifest.resolve(i)) for i in self.rows]
         store = self._build_store()
@@ -109,10 +121,13 @@ class Run:
                 f"{len(self.rows)} usable utterances in {cfg.data.train_manifest}"
             )
 
-        self.method = build_method(cfg).to(device)
+        self.method = build_method(cfg, table.num_classes if table else None).to(device)
         if cfg.train.sync_batchnorm and dist.world_size() > 1:
             self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-        self.steps = STEPS[cfg.method.name](self.method, cfg)
+        if self.labels is not None:
+            self.steps = STEPS[cfg.method.name](self.method, cfg, self.labels, self.steps_per_epoch)
+        else:
+            self.steps = STEPS[cfg.method.name](self.method, cfg)
         forward = self.steps.forward_module
         self.model = (
             nn.parallel.DistributedDataParallel(
@@ -262,6 +277,11 @@ class Run:
         """
         ckpt = load_checkpoint(path, map_location=self.device)
         train = ckpt.get("train")
+        if weights_only and self.labels is not None:
+            # A classifier belongs to its label set (pseudo-labels change every round): take only the
+            # encoder, and start a fresh schedule at epoch 0.
+            self._init_embedders(path, ckpt)
+            return
         if train is None and weights_only:
             self._init_embedders(path, ckpt)
             self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
@@ -317,7 +337,7 @@ class Run:
             except RuntimeError as e:
                 msg = str(e).splitlines()[0][:160]
                 raise SSPSError(f"{path}: embedder weights do not fit this config ({msg})") from None
-        log.warning("initialised the encoder from embedder-only %s; heads and projectors start fresh", path)
+        log.warning("initialised the encoder from %s; heads, projectors and classifiers start fresh", path)
 
     def loader(self, epoch: int, start_step: int) -> DataLoader:
         batches = EpochBatchSampler(

@@ -4,6 +4,8 @@
 [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
 >>> [round(v, 3) for v in cosine(1.0, 0.0, total=5, warmup=1).tolist()]
 [0.0, 1.0, 0.854, 0.5, 0.146]
+>>> [round(v, 3) for v in margin_warmup(0.2, steps_per_epoch=2, epochs=4, start=1, warmup=2).tolist()]
+[0.0, 0.0, 0.0, 0.05, 0.1, 0.15, 0.2, 0.2]
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ def learning_rate(cfg: Config, steps_per_epoch: int, world_size: int = 1) -> np.
     if o.schedule == "constant":
         return np.full(total, o.lr)
     raise SSPSError(f"optim.schedule={o.schedule!r}: expected step, cosine or constant")
+
+
+def margin_warmup(margin: float, steps_per_epoch: int, epochs: int, start: int, warmup: int) -> np.ndarray:
+    """AAM margin per step: 0 before epoch ``start``, a linear rise over ``warmup`` epochs, then ``margin``.
+
+    A classifier that starts from random weights (or from an SSL encoder with fresh pseudo-speaker
+    classes) learns first without the margin, which would otherwise make the task too hard at the start.
+    """
+    step = np.arange(steps_per_epoch * epochs, dtype=np.float64)
+    if warmup <= 0:
+        return np.where(step >= start * steps_per_epoch, margin, 0.0)
+    progress = (step - start * steps_per_epoch) / (warmup * steps_per_epoch)
+    return margin * np.clip(progress, 0.0, 1.0)
 
 
 def teacher_momentum(cfg: Config, steps_per_epoch: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What the loop needs from a method, in one shape for SimCLR and DINO.
+"""What the loop needs from a method, in one shape for SimCLR, DINO and supervised training.
 
 ``forward`` gives (anchors, positives, stored): ``positives`` is what the loss pairs with the anchors,
 ``stored`` what the SSPS positive queue keeps for it (possibly smaller), and ``from_stored`` turns a stored
@@ -48,7 +48,7 @@ class SimCLRSteps:
     def positive_shape(self, embed_dim: int) -> tuple[int, ...]:
         return (embed_dim,)
 
-    def forward(self, model: nn.Module, views: list[torch.Tensor]):
+    def forward(self, model: nn.Module, views: list[torch.Tensor], index: torch.Tensor | None = None):
         anchors, positives = model(views)
         return anchors, positives, positives.detach()
 
@@ -56,7 +56,7 @@ class SimCLRSteps:
         return stored
 
     def loss(
-        self, anchors, positives, teacher_temperature: float, update_center: bool = True
+        self, anchors, positives, teacher_temperature: float, update_center: bool = True, step: int = 0
     ) -> torch.Tensor:
         return self.method.loss(anchors, positives, self.temperature)
 
@@ -79,7 +79,7 @@ class DINOSteps:
     def positive_shape(self, embed_dim: int) -> tuple[int, ...]:
         return (self.n_global, self.bottleneck if self.store == "bottleneck" else self.out)
 
-    def forward(self, model: nn.Module, views: list[torch.Tensor]):
+    def forward(self, model: nn.Module, views: list[torch.Tensor], index: torch.Tensor | None = None):
         student = model(views)
         logits, bottlenecks = self.method.teacher_forward(views[: self.n_global])
         positives = torch.stack(logits, dim=1)  # (B, G, K)
@@ -94,13 +94,45 @@ class DINOSteps:
         return self.method.teacher_logits(stored.reshape(b * g, d).float()).reshape(b, g, -1)
 
     def loss(
-        self, anchors, positives, teacher_temperature: float, update_center: bool = True
+        self, anchors, positives, teacher_temperature: float, update_center: bool = True, step: int = 0
     ) -> torch.Tensor:
         targets = [positives[:, g] for g in range(positives.shape[1])]
         return self.method.loss(anchors, targets, teacher_temperature, update_center=update_center)
 
 
-STEPS = {"simclr": SimCLRSteps, "dino": DINOSteps}
+class SupervisedSteps:
+    """Supervised: anchors = (B, C) cosines of the one crop, positives = the (B,) classes of the rows.
+
+    ``labels`` (N,) maps a dataset index to its class (the data layer's speaker table); the margin
+    follows its warm-up schedule, indexed by the global step like every schedule.
+    """
+
+    def __init__(self, method: nn.Module, cfg: Config, labels: torch.Tensor, steps_per_epoch: int):
+        from ssps.train.schedules import margin_warmup
+
+        s = cfg.method.supervised
+        self.method = method
+        self.forward_module = method
+        self.labels = labels
+        self.margin = margin_warmup(
+            s.margin, steps_per_epoch, cfg.train.epochs, s.margin_warmup_start, s.margin_warmup_epochs
+        )
+
+    def positive_shape(self, embed_dim: int) -> tuple[int, ...]:
+        return (embed_dim,)
+
+    def forward(self, model: nn.Module, views: list[torch.Tensor], index: torch.Tensor | None = None):
+        cosine = model(views[0])
+        labels = self.labels.to(cosine.device)[index]
+        return cosine, labels, None
+
+    def loss(
+        self, anchors, positives, teacher_temperature: float, update_center: bool = True, step: int = 0
+    ) -> torch.Tensor:
+        return self.method.loss(anchors, positives, float(self.margin[min(step, len(self.margin) - 1)]))
+
+
+STEPS = {"simclr": SimCLRSteps, "dino": DINOSteps, "supervised": SupervisedSteps}
 
 
 @torch.no_grad()

@@ -1,0 +1,76 @@
+"""Supervised speaker classification with an additive angular margin (AAM-softmax, ArcFace).
+
+The upper bound the SSL methods are compared with, and the second stage of the pseudo-label chain
+(``ssps chain``), where the classes are pseudo-speakers found by clustering. The method only sees class
+indices as tensors: the speaker table (name -> index) is built by the data layer
+(:mod:`ssps.data.labels`) and the trainer maps each batch's dataset indices to classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ssps.config import SupervisedConfig
+from ssps.errors import SSPSError
+from ssps.methods import METHODS, clip_per_parameter, embedding_dim, param_groups
+from ssps.methods.losses import aam_softmax
+
+
+@METHODS.register("supervised")
+class Supervised(nn.Module):
+    """An embedder and a (C, D) class-weight matrix scored by cosine; AAM-softmax on top.
+
+    Args:
+        embedder: waveform (B, N) -> embedding (B, D) module (:class:`ssps.embedder.Embedder`).
+        cfg: the method's settings.
+        num_classes: C, the number of speakers (or pseudo-speakers) in the training manifest.
+    """
+
+    uses_labels = True  # build_method passes num_classes; the trainer feeds the speaker column
+
+    def __init__(self, embedder: nn.Module, cfg: SupervisedConfig, num_classes: int):
+        super().__init__()
+        if num_classes < 2:
+            raise SSPSError(f"method.supervised: expected at least 2 speakers, got {num_classes}")
+        if cfg.scale <= 0 or cfg.margin < 0:
+            raise SSPSError(
+                f"method.supervised: expected scale > 0 and margin >= 0, got {cfg.scale} and {cfg.margin}"
+            )
+        self.cfg = cfg
+        self.embedder = embedder
+        self.classifier = nn.Parameter(torch.empty(num_classes, embedding_dim(embedder)))
+        nn.init.xavier_uniform_(self.classifier)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, N) crops -> (B, C) cosines to every class (inside forward, so DDP syncs the classifier)."""
+        emb = F.normalize(self.embedder(wav), dim=1)
+        return emb @ F.normalize(self.classifier, dim=1).T
+
+    def loss(self, cosine: torch.Tensor, labels: torch.Tensor, margin: float | None = None) -> torch.Tensor:
+        """AAM-softmax of (B, C) cosines and (B,) labels -> () loss; ``margin`` defaults to the config's."""
+        margin = self.cfg.margin if margin is None else margin
+        return aam_softmax(cosine, labels, margin, self.cfg.scale)
+
+    def reference_encoder(self) -> nn.Module:
+        return self.embedder
+
+    def eval_embedder(self) -> nn.Module:
+        return self.embedder
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer groups "decay" (matrices, the classifier too) and "no_decay" (1-D parameters)."""
+        return param_groups(self.named_parameters(), weight_decay)
+
+    def last_layer_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def clip_gradients(self, max_norm: float) -> torch.Tensor:
+        return clip_per_parameter(self.parameters(), max_norm)
+
+    def on_step(self, step: int, total_steps: int) -> None:
+        """The margin warm-up is a schedule the trainer passes to :meth:`loss`."""

@@ -1,0 +1,1 @@
+"""Label-free pseudo-speakers: cluster a model's embeddings, train a margin classifier on them, repeat."""

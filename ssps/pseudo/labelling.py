@@ -1,0 +1,129 @@
+"""``ssps pseudo-label``: a checkpoint and a training manifest -> a manifest of pseudo-speakers.
+
+Stages, each a file in ``OUT``:
+
+- ``embeddings.npz``: full-utterance embeddings of every row (:mod:`ssps.eval.embed`); reused when present
+  and made by the same checkpoint, so a re-run with other clustering settings does not embed again.
+- ``train.tsv``: the input rows (absolute paths) whose ``speaker`` column is the pseudo-speaker
+  (``pseudo00000``, the largest first); the true speaker, when the input had one, is kept in the extra
+  column ``true_speaker`` for diagnostics; no ssps code reads it.
+- ``quality.json`` (written last): the number of pseudo-speakers, how it was chosen, and, when the input
+  has speakers, NMI, purity and pairwise precision / recall against them (:mod:`ssps.pseudo.quality`).
+
+The clustering never reads the speaker column. With ``session_metadata`` it reads the session column
+(recording ids, not speaker labels): the mean embedding of each recording is clustered, and every
+utterance takes its recording's pseudo-speaker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from ssps.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from ssps.errors import SSPSError
+from ssps.eval.embed import embed_files, load_embeddings, save_embeddings
+from ssps.pseudo.cluster import PseudoLabelConfig, pseudo_labels
+from ssps.pseudo.quality import cluster_quality
+from ssps.utils.files import atomic_write_text, sha256
+
+log = logging.getLogger("ssps")
+
+
+def _embeddings(checkpoint: Path, manifest: Manifest, out: Path, device, batch_size: int) -> np.ndarray:
+    from ssps.checkpoint import load_embedder
+
+    path = out / "embeddings.npz"
+    ids = [r.utterance for r in manifest.rows]
+    digest = sha256(checkpoint)
+    if path.is_file():
+        emb = load_embeddings(path)
+        if emb.meta.get("checkpoint_sha256") == digest and set(emb.ids) == set(ids):
+            log.info("reusing %s", path)
+            return emb.vectors[emb.rows(ids, str(path))]
+    embedder, _ = load_embedder(checkpoint, device=device)
+    paths = [manifest.resolve(i) for i in range(len(manifest))]
+    ids, vectors = embed_files(embedder, paths, ids, batch_size, device, embedder.features.sample_rate)
+    save_embeddings(path, ids, vectors, {"checkpoint": str(checkpoint), "checkpoint_sha256": digest})
+    return vectors
+
+
+def _pool_sessions(manifest: Manifest, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) utterance embeddings -> (R, D) normalised mean per recording and the (N,) recording of each."""
+    if not manifest.has_sessions:
+        raise SSPSError(
+            f"{manifest.source}: session_metadata needs a session on every row (column 'session')"
+        )
+    _, codes = manifest.labels("session")
+    codes = np.asarray(codes)
+    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    sums = np.zeros((codes.max() + 1, x.shape[1]), dtype=np.float64)
+    np.add.at(sums, codes, x)
+    return sums.astype(np.float32), codes
+
+
+def pseudo_label(
+    checkpoint: str | Path,
+    manifest_path: str | Path,
+    out_dir: str | Path,
+    cfg: PseudoLabelConfig,
+    device: str = "cpu",
+    batch_size: int = 32,
+) -> dict:
+    """Embed, cluster and write ``OUT/train.tsv`` and ``OUT/quality.json``; returns the quality dict."""
+    out, checkpoint = Path(out_dir), Path(checkpoint)
+    manifest = read_manifest(manifest_path)
+    n = len(manifest)
+    k = cfg.clusters
+    if k and not 2 <= k <= n:
+        raise SSPSError(f"{manifest_path}: clusters={k} is more than the {n} utterances (or below 2)")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    vectors = _embeddings(checkpoint, manifest, out, device, batch_size)
+    t_embed = time.perf_counter() - t0
+    items, of_row = vectors, np.arange(n)
+    if cfg.session_metadata:
+        items, of_row = _pool_sessions(manifest, vectors)
+        if k > len(items):
+            raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} recordings")
+    t0 = time.perf_counter()
+    try:
+        result = pseudo_labels(items, cfg, device=device)
+    except SSPSError as e:
+        raise SSPSError(f"{manifest_path}: {e}") from None
+    labels = result.labels[of_row]
+    names = [f"pseudo{i:05d}" for i in labels]
+    rows = [
+        Utterance(r.utterance, str(manifest.resolve(i).resolve()), names[i], r.session, r.duration)
+        for i, r in enumerate(manifest.rows)
+    ]
+    extra = {"true_speaker": [r.speaker for r in manifest.rows]} if manifest.has_speakers else None
+    write_manifest(out / "train.tsv", rows, extra)
+    report = {
+        "checkpoint": str(checkpoint),
+        "manifest": str(manifest_path),
+        "utterances": n,
+        "num_pseudo_speakers": result.num_speakers,
+        "selection": result.selection,
+        "settings": asdict(cfg),
+        "seconds": {"embed": round(t_embed, 2), "cluster": round(time.perf_counter() - t0, 2)},
+    }
+    if manifest.has_speakers:  # diagnostics only: nothing above read the speaker column
+        report["quality"] = cluster_quality(labels, np.array([r.speaker for r in manifest.rows]))
+        report["quality_kmeans"] = cluster_quality(
+            result.fine[of_row], np.array([r.speaker for r in manifest.rows])
+        )
+    atomic_write_text(out / "quality.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def settings_from_args(args, base: PseudoLabelConfig | None = None) -> PseudoLabelConfig:
+    """The command-line flags that were given, over ``base`` (default: the defaults)."""
+    cfg = base or PseudoLabelConfig()
+    given = {k: v for k, v in vars(args).items() if k in asdict(cfg) and v is not None}
+    return replace(cfg, **given)
