@@ -27,6 +27,7 @@ from ssps.methods import build_method
 from ssps.train import schedules
 from ssps.train.log import MetricsWriter
 from ssps.train.steps import STEPS
+from ssps.train.sync_batchnorm import convert_sync_batchnorm
 from ssps.utils.files import sha256
 
 log = logging.getLogger("ssps")
@@ -102,7 +103,7 @@ class Run:
 
         self.method = build_method(cfg).to(device)
         if cfg.train.sync_batchnorm and dist.world_size() > 1:
-            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.method = convert_sync_batchnorm(self.method, device)
         self.steps = STEPS[cfg.method.name](self.method, cfg)
         forward = self.steps.forward_module
         self.model = (
