@@ -168,7 +168,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the manifest
     seed: int = 0
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
-    sync_batchnorm: bool = False
+    sync_batchnorm: bool = True  # BatchNorm over the global batch when distributed (the paper's setting)
     threads: int = 0  # torch threads per process; 0 = torch's default
     log_every: int = 10
     validate_every: int = 1  # epochs

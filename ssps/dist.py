@@ -116,6 +116,28 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x)
 
 
+class _AllReduceWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = x.clone()
+        torch_dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        # Every rank's output depends on every rank's input: sum the gradients that flow back.
+        grad = grad.clone()
+        torch_dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks, differentiable (e.g. BatchNorm statistics of the global batch)."""
+    if not is_dist():
+        return x
+    return _AllReduceWithGrad.apply(x)
+
+
 def all_true(flag: bool) -> bool:
     """True on every rank iff ``flag`` is true on every rank (one all-reduce; no-op in one process).
 

@@ -7,8 +7,8 @@
 The draws themselves live in :mod:`ssps.sampling.draws`.
 
 Distributed: the queues are gathered before every write, so ``cluster`` sees the same data on every rank
-(and broadcasts rank 0's result). Each rank samples for its own anchors with a generator seeded from
-(seed, step, rank), so a run is reproducible for a fixed world size.
+(and broadcasts rank 0's result). Every rank draws for the gathered batch with a generator seeded from
+(seed, step) and keeps its own rows, so a run draws the same positives on any number of ranks.
 """
 
 from __future__ import annotations
@@ -199,11 +199,22 @@ class SSPSSampler(nn.Module):
     # ---- 3. draw pseudo-positives --------------------------------------------------------------
     @torch.no_grad()
     def sample(self, anchor_indices: torch.Tensor, step: int) -> SampleResult:
-        """Pseudo-positives for (B,) anchor dataset indices; ``step`` seeds this batch's draw."""
+        """Pseudo-positives for (B,) anchor dataset indices; ``step`` seeds this batch's draw.
+
+        Distributed, every rank draws for the whole gathered batch with the same generator and keeps its
+        slice, so the draws do not depend on the number of ranks (W times the draw's cost, which is small
+        next to a training step; B's are equal on every rank).
+        """
         anchors = anchor_indices.to(self.assignments.device, torch.long)
+        everyone = dist.gather(anchors)
         g = torch.Generator(device=anchors.device)
-        g.manual_seed(mix_seed(self.seed, step, dist.rank()))
-        return SAMPLERS.get(self.cfg.sampling)(self, anchors, g)
+        g.manual_seed(mix_seed(self.seed, step, 0))
+        res = SAMPLERS.get(self.cfg.sampling)(self, everyone, g)
+        if everyone.shape[0] == anchors.shape[0]:
+            return res
+        b, r = anchors.shape[0], dist.rank()
+        part = slice(r * b, (r + 1) * b)
+        return SampleResult(res.positives[part], res.found[part], res.source_indices[part])
 
     # ---- state ---------------------------------------------------------------------------------
     def queue_state(self) -> dict[str, torch.Tensor]:

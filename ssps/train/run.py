@@ -28,6 +28,7 @@ from ssps.methods import build_method, method_uses_labels
 from ssps.train import schedules
 from ssps.train.log import MetricsWriter
 from ssps.train.steps import STEPS
+from ssps.train.sync_batchnorm import convert_sync_batchnorm
 from ssps.utils.files import sha256
 
 log = logging.getLogger("ssps")
@@ -123,7 +124,7 @@ class Run:
 
         self.method = build_method(cfg, table.num_classes if table else None).to(device)
         if cfg.train.sync_batchnorm and dist.world_size() > 1:
-            self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.method = convert_sync_batchnorm(self.method, device)
         if self.labels is not None:
             self.steps = STEPS[cfg.method.name](self.method, cfg, self.labels, self.steps_per_epoch)
         else:
