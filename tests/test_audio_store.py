@@ -173,12 +173,15 @@ def test_training_from_the_store_equals_training_from_disk(toy_corpus, tmp_path,
         f"data.train_manifest={toy_corpus / 'train.tsv'}",
     ]
     losses, weights = {}, {}
-    for gb in (0.0, 1.0):
-        out = tmp_path / f"run_{gb}"
-        train(load_config(overrides=[*base, f"data.cache_gb={gb}"]), out)
+    for gb, workers in ((0.0, 0), (1.0, 0), (1.0, 2)):  # 2 loader workers map the same store
+        out = tmp_path / f"run_{gb}_{workers}"
+        train(load_config(overrides=[*base, f"data.cache_gb={gb}", f"data.num_workers={workers}"]), out)
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        losses[gb] = [r["loss"] for r in records if r["kind"] == "train"]
-        weights[gb] = load_checkpoint(out / "latest.pt")["embedder"]
-    assert list((tmp_path / "shm").glob("*.i16"))  # the second run did use the store
-    assert len(losses[0.0]) == 2 and losses[0.0] == losses[1.0]
-    assert all(torch.equal(weights[0.0][k], weights[1.0][k]) for k in weights[0.0])
+        losses[gb, workers] = [r["loss"] for r in records if r["kind"] == "train"]
+        weights[gb, workers] = load_checkpoint(out / "latest.pt")["embedder"]
+    assert len(list((tmp_path / "shm").glob("*.i16"))) == 1  # built once, then reused
+    disk = (0.0, 0)
+    assert len(losses[disk]) == 2
+    for key in ((1.0, 0), (1.0, 2)):
+        assert losses[key] == losses[disk]
+        assert all(torch.equal(weights[key][k], weights[disk][k]) for k in weights[disk])
