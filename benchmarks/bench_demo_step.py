@@ -1,8 +1,13 @@
-"""The demo's training job, before / after, in one run: utt/s of 2 parallel 1-thread jobs (as the demo runs
-them) on the baseline tree (``--baseline``, a git revision, default ``main``) and on this tree, the same
-seed and config; the per-step losses must be equal. Then a profile of one step of this tree, by stage.
+"""The demo's training job, before / after, in one run, on the baseline tree (``--baseline``, a git
+revision, default ``main``) and on this tree:
 
-    python benchmarks/bench_demo_step.py [--baseline main] [--steps 25] [--manifest data/default/train.tsv]
+- ``cpu``: CPU seconds per step by stage (loader read + crop, augmentation, collate, front end, encoder
+  forward, loss, backward + step), each tree in its own process with one thread. CPU time, so the figure
+  holds on a shared machine where other users take the cores.
+- ``wall``: utt/s of 2 parallel 1-thread ``ssps train`` jobs (as the demo runs them), the same seed and
+  config; job 0's per-step losses must be equal in both trees.
+
+    python benchmarks/bench_demo_step.py [--mode both|cpu|wall] [--baseline main] [--steps 25]
 """
 
 from __future__ import annotations
@@ -64,18 +69,24 @@ def run_pair(tree: Path, work: Path, manifest: Path, steps: int, config: str) ->
 
 
 def profile(manifest: Path, steps: int, config: str) -> dict[str, float]:
-    """CPU seconds per step of this tree, by stage (SimCLR + SSPS config: the sampler's calls included)."""
+    """CPU seconds per step of the imported ``ssps`` tree, by stage (one thread)."""
     import numpy as np
     import torch
 
+    import ssps
     from ssps.config import load_config
     from ssps.data.dataset import EpochBatchSampler, collate
     from ssps.train.run import Run
-    from ssps.utils.memory import keep_freed_memory
 
-    keep_freed_memory()  # as `ssps train` does
+    try:
+        from ssps.utils.memory import keep_freed_memory
+
+        keep_freed_memory()  # as `ssps train` does
+    except ImportError:  # a tree from before it
+        pass
     torch.set_num_threads(1)
-    cfg = load_config(REPO / "configs" / config, [f"data.train_manifest={manifest}", "data.val_trials="])
+    configs = Path(ssps.__file__).resolve().parents[1] / "configs"  # the profiled tree's own configs
+    cfg = load_config(configs / config, [f"data.train_manifest={manifest}", "data.val_trials="])
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp), torch.device("cpu"))
     ds, method, opt = run.dataset, run.method, run.optimizer
@@ -134,17 +145,13 @@ def main() -> None:
     parser.add_argument("--config", default="simclr.yaml", help="a file in configs/")
     parser.add_argument("--manifest", default="data/default/train.tsv")
     parser.add_argument("--out", help="write the figures as JSON")
-    parser.add_argument("--profile-only", action="store_true", help="only the per-stage profile of this tree")
+    parser.add_argument("--profile-only", action="store_true", help=argparse.SUPPRESS)  # one tree, as JSON
+    parser.add_argument("--mode", choices=["both", "cpu", "wall"], default="both")
     args = parser.parse_args()
-    if args.profile_only:
-        stages = profile(Path(args.manifest).resolve(), args.steps, args.config)
-        total = sum(stages.values())
-        print("| stage | CPU s / step | share |\n|---|---|---|")
-        for k, v in stages.items():
-            print(f"| {k} | {v:.3f} | {100 * v / total:.0f} % |")
-        print(f"| total | {total:.3f} | {128 / total:.0f} utt per CPU-second |")
-        return
     manifest = Path(args.manifest).resolve()
+    if args.profile_only:
+        print(json.dumps(profile(manifest, args.steps, args.config)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"
         base.mkdir()
@@ -152,20 +159,55 @@ def main() -> None:
             ["git", "-C", str(REPO), "archive", args.baseline], capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-        results = {}
-        for name, tree in (("before", base), ("after", REPO)):
-            work = Path(tmp) / f"{name}_runs"
-            work.mkdir()
-            results[name] = run_pair(tree, work, manifest, args.steps, args.config)
+        trees = (("before", base), ("after", REPO))
+        out: dict = {}
+        if args.mode in ("both", "cpu"):
+            out["cpu"] = {
+                name: cpu_profile(tree, manifest, min(args.steps, 5), args.config) for name, tree in trees
+            }
+            print_cpu(out["cpu"], args.baseline)
+        if args.mode in ("both", "wall"):
+            out["wall"] = {}
+            for name, tree in trees:
+                work = Path(tmp) / f"{name}_runs"
+                work.mkdir()
+                out["wall"][name] = run_pair(tree, work, manifest, args.steps, args.config)
+            failed = print_wall(out["wall"], args.baseline, args.steps)
+            if failed:
+                raise SystemExit("the per-step losses differ: the fast path changed the results")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+
+def cpu_profile(tree: Path, manifest: Path, steps: int, config: str) -> dict[str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, __file__, "--profile-only", "--steps", str(steps), "--config", config]
+    done = subprocess.run(
+        [*cmd, "--manifest", str(manifest)], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_cpu(cpu: dict, baseline: str) -> None:
+    print(f"| stage (CPU s / step, 1 thread) | before ({baseline}) | after (this tree) |\n|---|---|---|")
+    for stage in cpu["before"]:
+        print(f"| {stage} | {cpu['before'][stage]:.3f} | {cpu['after'][stage]:.3f} |")
+    total = {k: sum(v.values()) for k, v in cpu.items()}
+    print(f"| total | {total['before']:.3f} | {total['after']:.3f} |")
+    print(
+        f"utt per CPU-second (batch 128): {128 / total['before']:.0f} -> {128 / total['after']:.0f} "
+        f"({total['before'] / total['after']:.2f}x)"
+    )
+
+
+def print_wall(results: dict, baseline: str, steps: int) -> bool:
     before, after = results["before"], results["after"]
     n = min(len(before["losses"]), len(after["losses"]))
     diff = max(abs(a - b) for a, b in zip(before["losses"][:n], after["losses"][:n], strict=True))
     mean = {k: sum(v["utt_per_s"]) / 2 for k, v in results.items()}
-    print(
-        f"| tree | job utt/s (2 jobs, 1 thread each) | wall s ({args.steps} steps x 128, start-up included) |"
-    )
+    print(f"| tree | job utt/s (2 jobs, 1 thread each) | wall s ({steps} steps x 128, start-up included) |")
     print("|---|---|---|")
-    for name, label in (("before", f"before ({args.baseline})"), ("after", "after (this tree)")):
+    for name, label in (("before", f"before ({baseline})"), ("after", "after (this tree)")):
         r = results[name]
         rates = " / ".join(f"{x:.1f}" for x in r["utt_per_s"])
         print(f"| {label} | {rates} (mean {mean[name]:.1f}) | {r['wall_s']} |")
@@ -173,10 +215,7 @@ def main() -> None:
         f"speed-up {mean['after'] / mean['before']:.2f}x; "
         f"per-step losses over {n} steps: max |diff| = {diff:.3g}"
     )
-    if args.out:
-        Path(args.out).write_text(json.dumps({**results, "max_loss_diff": diff}, indent=2))
-    if diff > 0:
-        raise SystemExit("the per-step losses differ: the fast path changed the results")
+    return diff > 0
 
 
 if __name__ == "__main__":

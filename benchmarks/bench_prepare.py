@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ssps.data.prepare import prepare_voxceleb
+from ssps.data.voxceleb import prepare_voxceleb
 
 VOXCELEB2_DEV = 1_092_009
 

@@ -18,6 +18,12 @@ class Embedder(nn.Module):
         self.features = LogMelFrontEnd.from_config(cfg.features)
         self.encoder = build_encoder(cfg.encoder, cfg.features.n_mels)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """(B, N) samples at the configured rate -> (B, D) embeddings (not normalised)."""
-        return self.encoder(self.features(wav))
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) samples at the configured rate -> (B, D) embeddings (not normalised).
+
+        ``lengths`` (B,): valid samples of each row of a zero-padded batch; each row's embedding then
+        equals the row's alone (within float rounding; tests/test_batched_embed.py).
+        """
+        if lengths is None:
+            return self.encoder(self.features(wav))
+        return self.encoder(self.features(wav, lengths), self.features.frame_lengths(lengths))

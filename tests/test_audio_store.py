@@ -146,3 +146,42 @@ def test_keep_freed_memory_applies_on_linux():
     from ssps.utils.memory import keep_freed_memory
 
     assert keep_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_training_from_the_store_equals_training_from_disk(toy_corpus, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from ssps.checkpoint import load_checkpoint
+    from ssps.config import load_config
+    from ssps.data import audio_store
+    from ssps.train.trainer import train
+
+    monkeypatch.setattr(audio_store, "store_dir", lambda: tmp_path / "shm")
+    base = [
+        "encoder.name=tdnn",
+        "encoder.embed_dim=16",
+        "encoder.channels=16",
+        "method.simclr.crop_seconds=0.5",
+        "data.augment.strategy=both",  # reverb and noise, babble from the training files
+        "data.min_duration=0.1",
+        "train.batch_size=8",
+        "train.steps_per_epoch=2",
+        "train.epochs=1",
+        "train.log_every=1",
+        f"data.train_manifest={toy_corpus / 'train.tsv'}",
+    ]
+    losses, weights = {}, {}
+    for gb, workers in ((0.0, 0), (1.0, 0), (1.0, 2)):  # 2 loader workers map the same store
+        out = tmp_path / f"run_{gb}_{workers}"
+        train(load_config(overrides=[*base, f"data.cache_gb={gb}", f"data.num_workers={workers}"]), out)
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses[gb, workers] = [r["loss"] for r in records if r["kind"] == "train"]
+        weights[gb, workers] = load_checkpoint(out / "latest.pt")["embedder"]
+    assert len(list((tmp_path / "shm").glob("*.i16"))) == 1  # built once, then reused
+    disk = (0.0, 0)
+    assert len(losses[disk]) == 2
+    for key in ((1.0, 0), (1.0, 2)):
+        assert losses[key] == losses[disk]
+        assert all(torch.equal(weights[key][k], weights[disk][k]) for k in weights[disk])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssps.data import prepare
+from ssps.data import prepare, voxceleb
 from ssps.data.manifest import read_manifest
 from ssps.errors import SSPSError
 
@@ -78,7 +78,7 @@ def test_voxceleb_manifest_and_trials(tmp_path, capsys):
 
 def test_voxceleb_paths_relative_when_audio_under_out(tmp_path):
     _voxceleb(tmp_path / "vox")
-    rows, trials = prepare.prepare_voxceleb(tmp_path / "vox", tmp_path, jobs=2)
+    rows, trials = voxceleb.prepare_voxceleb(tmp_path / "vox", tmp_path, jobs=2)
     assert trials == []
     assert rows[0].path == "vox/wav/id10001/vidA/00000.wav"
 
@@ -88,17 +88,17 @@ def test_voxceleb_rerun_with_out_under_root(tmp_path):
     utts = _voxceleb(root)
     _trials(root / "veri_test2.txt", [(1, utts[0], utts[1])])
     for _ in range(2):  # the second run must not take the first run's copy for a second trial list
-        _, trials = prepare.prepare_voxceleb(root, root / "prepared")
+        _, trials = voxceleb.prepare_voxceleb(root, root / "prepared")
         assert [(t.name, t.trials) for t in trials] == [("veri_test2.txt", 1)]
     _trials(root / "meta" / "veri_test2.txt", [(1, utts[0], utts[1])])
     with pytest.raises(SSPSError, match="veri_test2.txt found more than once"):
-        prepare.prepare_voxceleb(root, root / "prepared")
+        voxceleb.prepare_voxceleb(root, root / "prepared")
 
 
 def test_voxceleb_prefers_wav_over_m4a_with_same_stem(tmp_path):
     _voxceleb(tmp_path / "vox")
     (tmp_path / "vox" / "wav" / "id10001" / "vidA" / "00000.m4a").write_bytes(b"not decoded")
-    rows, _ = prepare.prepare_voxceleb(tmp_path / "vox", tmp_path / "out", jobs=1)
+    rows, _ = voxceleb.prepare_voxceleb(tmp_path / "vox", tmp_path / "out", jobs=1)
     assert not any(r.utterance.endswith(".m4a") for r in rows)
 
 
@@ -108,7 +108,7 @@ def test_voxceleb_trial_naming_unknown_utterance(tmp_path):
     _trials(root / "veri_test.txt", [(1, utts[0], utts[1]), (0, utts[0], "id10999/x/00001.wav")])
     unknown = r"veri_test.txt: trial 2 names utterance 'id10999/x/00001.wav', which is not in the manifest"
     with pytest.raises(SSPSError, match=unknown):
-        prepare.prepare_voxceleb(root, tmp_path / "out")
+        voxceleb.prepare_voxceleb(root, tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.tsv").exists()
     assert not (tmp_path / "out" / "trials").exists()
 
@@ -117,11 +117,11 @@ def test_voxceleb_corrupt_audio_leaves_old_manifest(tmp_path):
     root = tmp_path / "vox"
     _voxceleb(root)
     out = tmp_path / "out"
-    prepare.prepare_voxceleb(root, out)
+    voxceleb.prepare_voxceleb(root, out)
     before = (out / "manifest.tsv").read_text()
     (root / "wav" / "id10002" / "vidB" / "00009.wav").write_bytes(b"RIFF garbage")
     with pytest.raises(SSPSError, match="00009.wav"):
-        prepare.prepare_voxceleb(root, out)
+        voxceleb.prepare_voxceleb(root, out)
     assert (out / "manifest.tsv").read_text() == before
     assert sorted(p.name for p in out.iterdir()) == ["manifest.tsv"]  # no temporary left over
 
@@ -138,17 +138,17 @@ def test_m4a_duration_from_ffprobe(tmp_path):
     m4a.parent.mkdir(parents=True)
     cmd = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1.5", "-c:a", "aac", str(m4a)]
     subprocess.run(cmd, check=True)
-    rows, _ = prepare.prepare_voxceleb(tmp_path / "vox", tmp_path / "out")
+    rows, _ = voxceleb.prepare_voxceleb(tmp_path / "vox", tmp_path / "out", convert=False)
     assert rows[0].utterance == "id00012/v1/00001.m4a"
     assert rows[0].duration == pytest.approx(1.5, abs=0.05)
 
 
 def test_missing_root_and_empty_root(tmp_path):
     with pytest.raises(SSPSError, match="not found"):
-        prepare.prepare_voxceleb(tmp_path / "nope", tmp_path / "out")
+        voxceleb.prepare_voxceleb(tmp_path / "nope", tmp_path / "out")
     (tmp_path / "empty" / "id10001").mkdir(parents=True)
     with pytest.raises(SSPSError, match="no audio found"):
-        prepare.prepare_voxceleb(tmp_path / "empty", tmp_path / "out")
+        voxceleb.prepare_voxceleb(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(SSPSError, match="not found"):
         prepare.prepare_musan(tmp_path / "nope", tmp_path / "m.tsv")
     assert main(["prepare", "rir", str(tmp_path / "empty"), "--out", str(tmp_path / "r.tsv")]) == 2
@@ -159,7 +159,7 @@ def test_unwritable_out_leaves_nothing(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     with pytest.raises(SSPSError, match="cannot write"):
-        prepare.prepare_voxceleb(tmp_path / "vox", blocker / "out")
+        voxceleb.prepare_voxceleb(tmp_path / "vox", blocker / "out")
     with pytest.raises(SSPSError, match="cannot write the manifest"):
         prepare.prepare_csv(_csv(tmp_path, session=False), blocker / "m.tsv")
     assert blocker.read_text() == "a file, not a folder"

@@ -79,16 +79,25 @@ class LogMelFrontEnd(nn.Module):
         """Frames produced for ``num_samples`` input samples (centred STFT)."""
         return 1 + num_samples // self.hop_length
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(B,) valid samples -> (B,) valid frames."""
+        return 1 + torch.div(lengths, self.hop_length, rounding_mode="floor")
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Compute features.
 
         Args:
             wav: (B, N) waveforms; N must exceed n_fft // 2 for the reflect padding.
+            lengths: (B,) valid samples per row of a zero-padded batch (None: every row is whole). Row b's
+                first ``frame_lengths(lengths)[b]`` frames then equal what the row alone gives (within
+                float rounding), and the frames after them are zero.
 
         Returns:
             (B, T, n_mels) float32 features, T = ``num_frames(N)``; each bin has zero mean and unit
             (population) std over time.
         """
+        if lengths is not None:
+            return self._padded(wav, lengths)
         if wav.dim() != 2:
             raise ValueError(f"expected a (B, N) waveform batch, got shape {tuple(wav.shape)}")
         if wav.shape[1] <= self.n_fft // 2:
@@ -112,4 +121,41 @@ class LogMelFrontEnd(nn.Module):
             mean = logmel.mean(dim=-1, keepdim=True)
             std = logmel.std(dim=-1, keepdim=True, correction=0)
             feats = (logmel - mean) / (std + STD_FLOOR)
+        return feats.transpose(1, 2).contiguous()  # (B, T, n_mels)
+
+    def _padded(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each row reflect-padded at its own end (as ``center=True`` pads it alone), normalised over its
+        own frames."""
+        if wav.dim() != 2 or lengths.shape != wav.shape[:1]:
+            raise ValueError(
+                f"expected (B, N) waveforms and (B,) lengths, got {tuple(wav.shape)}, {tuple(lengths.shape)}"
+            )
+        half = self.n_fft // 2
+        if int(lengths.min()) <= half:
+            raise ValueError(
+                f"need more than {half} samples for the reflect padding, got {int(lengths.min())}"
+            )
+        out = wav.new_zeros(wav.shape[0], wav.shape[1] + 2 * half)
+        for b, n in enumerate(lengths.tolist()):
+            out[b, : n + 2 * half] = torch.nn.functional.pad(
+                wav[b : b + 1, :n].float(), (half, half), mode="reflect"
+            )[0]
+        frames = self.frame_lengths(lengths.to(wav.device))
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            spec = torch.stft(
+                out.float(),
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=self.window.float(),
+                center=False,
+                return_complex=True,
+            )  # (B, F, T)
+            power = spec.real.square() + spec.imag.square()
+            logmel = torch.log(torch.matmul(self.mel_matrix.float(), power) + LOG_FLOOR)  # (B, n_mels, T)
+            mask = (torch.arange(logmel.shape[-1], device=wav.device)[None] < frames[:, None])[:, None]
+            count = frames.to(logmel.dtype)[:, None, None]
+            mean = (logmel * mask).sum(dim=-1, keepdim=True) / count
+            var = ((logmel - mean).square() * mask).sum(dim=-1, keepdim=True) / count
+            feats = (logmel - mean) / (var.sqrt() + STD_FLOOR) * mask
         return feats.transpose(1, 2).contiguous()  # (B, T, n_mels)

@@ -4,13 +4,8 @@ Every preparation reads each file's duration from its header, checks everything 
 atomically, so a failure never leaves a half-written manifest. Manifest paths are relative to the
 manifest's folder when the audio lies under it, absolute otherwise.
 
-- voxceleb: speaker folders ``id\\d+`` anywhere under ROOT, laid out ``<speaker>/<video>/<n>.wav``
-  (VoxCeleb1 ``wav/``, VoxCeleb2 ``dev/aac/``). Utterance id ``<speaker>/<video>/<n>.<ext>``, session =
-  video. Trial lists found under ROOT by name are checked against the manifest and copied to
-  ``DIR/trials/``. VoxCeleb2 ships AAC (``.m4a``), which libsndfile cannot decode: durations then come
-  from ffprobe, but training reads wav/flac, so convert first (a ``.wav`` next to its ``.m4a`` wins)::
-
-      find ROOT -name '*.m4a' -exec sh -c 'ffmpeg -v error -i "$1" -ac 1 -ar 16000 "${1%.m4a}.wav"' _ {} \\;
+- voxceleb: VoxCeleb1/2 (:mod:`ssps.data.voxceleb`: speaker folders, trial lists, the parallel, resumable
+  ``.m4a`` -> wav conversion of VoxCeleb2).
 
 - csv: columns ``path`` (required), ``speaker``, ``session``, ``utterance`` (optional; default: the path
   as written). Comma- or tab-separated; relative paths resolve against the CSV's folder.
@@ -34,30 +29,11 @@ from pathlib import Path
 
 from ssps.audio.io import audio_duration
 from ssps.data.manifest import Utterance, write_manifest
-from ssps.data.trials import read_trials
 from ssps.errors import SSPSError
-from ssps.utils.files import atomic_path, sha256
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".m4a")  # in order of preference when two share a stem
 FFPROBE_SUFFIXES = (".m4a",)  # AAC: libsndfile cannot read it
-TRIAL_LISTS = {
-    "veri_test.txt": "VoxCeleb1-O",
-    "veri_test2.txt": "VoxCeleb1-O cleaned",
-    "list_test_all.txt": "VoxCeleb1-E",
-    "list_test_all2.txt": "VoxCeleb1-E cleaned",
-    "list_test_hard.txt": "VoxCeleb1-H",
-    "list_test_hard2.txt": "VoxCeleb1-H cleaned",
-}
 MUSAN_CATEGORIES = ("speech", "noise", "music")
-_SPEAKER_DIR = re.compile(r"id\d+")
-
-
-@dataclass(frozen=True)
-class TrialList:
-    name: str  # file name, e.g. veri_test2.txt
-    path: Path  # the copy under DIR/trials/
-    trials: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -157,56 +133,6 @@ def summarize(rows: list[Utterance]) -> str:
     sessions = {(r.speaker, r.session) for r in rows if r.session}
     hours = sum(r.duration for r in rows) / 3600
     return f"{len(speakers)} speakers, {len(sessions)} sessions, {len(rows)} utterances, {hours:.2f} hours"
-
-
-def _check_trials(path: Path, known: set[str]) -> int:
-    """The number of trials; every utterance they name must be in the manifest."""
-    t = read_trials(path)
-    for n, pair in enumerate(zip(t.enroll, t.test, strict=True), start=1):
-        for utt in pair:
-            if utt not in known:
-                raise SSPSError(f"{path}: trial {n} names utterance {utt!r}, which is not in the manifest")
-    return len(t)
-
-
-def prepare_voxceleb(
-    root: str | Path, out_dir: str | Path, jobs: int = 8
-) -> tuple[list[Utterance], list[TrialList]]:
-    """Write ``out_dir/manifest.tsv`` and copy the trial lists found under ``root`` to ``out_dir/trials/``."""
-    root, out_dir = _check_dir(Path(root), "VoxCeleb root"), Path(out_dir)
-    copies = Path(os.path.abspath(out_dir / "trials"))  # an earlier run's copies, when DIR is under ROOT
-    items, found = [], []
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        if Path(os.path.abspath(folder)) != copies:
-            found += [Path(folder, n) for n in names if n in TRIAL_LISTS]
-        speakers = sorted(d for d in dirs if _SPEAKER_DIR.fullmatch(d))
-        dirs[:] = sorted(d for d in dirs if d not in speakers)  # do not look for speakers inside speakers
-        for speaker in speakers:
-            for file in _audio_files(Path(folder, speaker)):
-                rel = file.relative_to(folder)
-                session = rel.parts[1] if len(rel.parts) > 2 else ""
-                items.append(_Item(rel.as_posix(), file, speaker, session))
-    if not items:
-        raise SSPSError(f"{root}: no audio found in speaker folders id<digits>/<video>/ (wav, flac, m4a)")
-    rows = _rows(items, out_dir / "manifest.tsv", jobs)
-    known = {r.utterance for r in rows}
-    found.sort()
-    names = [p.name for p in found]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise SSPSError(f"{root}: trial list {twice[0]} found more than once; keep one copy under ROOT")
-    counts = [_check_trials(p, known) for p in found]  # all checked before anything is written
-    trials = []
-    for src, count in zip(found, counts, strict=True):
-        dst = out_dir / "trials" / src.name
-        try:
-            with atomic_path(dst) as tmp:
-                shutil.copyfile(src, tmp)
-        except OSError as e:
-            raise SSPSError(f"{dst}: cannot write the trial list ({e.strerror or e})") from None
-        trials.append(TrialList(src.name, dst, count, sha256(dst)))
-    _write(out_dir / "manifest.tsv", rows)
-    return rows, trials
 
 
 def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -328,11 +254,9 @@ def prepare_rir(root: str | Path, out: str | Path, jobs: int = 8) -> list[Uttera
 
 def _command(args: argparse.Namespace) -> int:
     if args.corpus == "voxceleb":
-        rows, trials = prepare_voxceleb(args.source, args.out, args.jobs)
-        print(f"wrote {Path(args.out) / 'manifest.tsv'}: {summarize(rows)}")
-        for t in trials:
-            print(f"trials {t.path} ({TRIAL_LISTS[t.name]}): {t.trials} trials, sha256 {t.sha256}")
-        return 0
+        from ssps.data import voxceleb
+
+        return voxceleb.command(args)
     prepare = {"csv": prepare_csv, "kaldi": prepare_kaldi, "musan": prepare_musan, "rir": prepare_rir}
     rows = prepare[args.corpus](args.source, args.out, args.jobs)
     if args.corpus in ("musan", "rir"):  # the speaker column holds categories
@@ -355,7 +279,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "voxceleb": (
             "ROOT",
             "DIR",
-            "VoxCeleb1/2: DIR/manifest.tsv and DIR/trials/ (m4a: convert with ffmpeg)",
+            "VoxCeleb1/2: DIR/manifest.tsv and DIR/trials/ (m4a: converted to DIR/wav/ with ffmpeg)",
         ),
         "csv": ("FILE", "MANIFEST", "a CSV with columns path, [speaker], [session], [utterance]"),
         "kaldi": ("DIR", "MANIFEST", "a Kaldi data folder: wav.scp, [utt2spk], [utt2sess]"),
@@ -369,4 +293,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("source", metavar=source)
         p.add_argument("--out", required=True, metavar=out)
         p.add_argument("--jobs", type=int, default=8, help="threads reading audio headers (default 8)")
+        if corpus == "voxceleb":
+            from ssps.data.voxceleb import add_arguments
+
+            add_arguments(p)
         p.set_defaults(func=_command)

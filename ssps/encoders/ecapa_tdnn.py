@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ssps.encoders import ENCODERS
-from ssps.encoders.pooling import AttentiveStatsPool
+from ssps.encoders.pooling import AttentiveStatsPool, length_mask, masked_mean
 from ssps.errors import SSPSError
 
 SCALE = 8  # Res2Net scale: the block's channels are split into 8 groups
@@ -43,13 +43,15 @@ class Res2Conv(nn.Module):
         width = channels // scale
         self.convs = nn.ModuleList(conv_relu_bn(width, width, kernel, dilation) for _ in range(scale - 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T); ``mask`` (B, 1, T): valid frames (padding is zeroed before each conv)."""
         groups = x.chunk(self.scale, dim=1)
         out = [groups[0]]  # the first group passes unchanged
         y = None
         for conv, g in zip(self.convs, groups[1:], strict=True):
             y = conv(g if y is None else g + y)
+            if mask is not None:
+                y = y * mask
             out.append(y)
         return torch.cat(out, dim=1)
 
@@ -63,9 +65,9 @@ class SqueezeExcite1d(nn.Module):
             nn.Conv1d(channels, bottleneck, 1), nn.ReLU(), nn.Conv1d(bottleneck, channels, 1), nn.Sigmoid()
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T)."""
-        return x * self.gate(x.mean(dim=-1, keepdim=True))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T); the gate averages the valid frames only."""
+        return x * self.gate(masked_mean(x, mask))
 
 
 class SERes2Block(nn.Module):
@@ -80,8 +82,13 @@ class SERes2Block(nn.Module):
             SqueezeExcite1d(channels),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T); with ``mask`` the input's padding must be zero, and so is the output's."""
+        if mask is None:
+            return x + self.body(x)
+        conv_in, res2, conv_out, se = self.body
+        h = res2(conv_in(x) * mask, mask)
+        return (x + se(conv_out(h), mask)) * mask
 
 
 class ECAPATDNN(nn.Module):
@@ -103,15 +110,20 @@ class ECAPATDNN(nn.Module):
         self.pool_norm = nn.BatchNorm1d(2 * mfa_channels)
         self.embed = nn.Linear(2 * mfa_channels, embed_dim)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features -> (B, D) embeddings."""
-        h = self.stem(feats.transpose(1, 2))  # (B, C, T)
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) features -> (B, D) embeddings; ``lengths`` (B,): valid frames of a zero-padded batch
+        (padding is zeroed before every convolution that reaches across frames, as a row alone sees it)."""
+        x = feats.transpose(1, 2)  # (B, F, T)
+        mask = None if lengths is None else length_mask(lengths, x.shape[-1])
+        h = self.stem(x if mask is None else x * mask)  # (B, C, T)
+        if mask is not None:
+            h = h * mask
         outputs = []
         for block in self.blocks:
-            h = block(h)
+            h = block(h, mask)
             outputs.append(h)
         h = self.mfa(torch.cat(outputs, dim=1))  # (B, 3C, T)
-        return self.embed(self.pool_norm(self.pool(h)))
+        return self.embed(self.pool_norm(self.pool(h, mask)))
 
 
 def _build(n_mels: int, embed_dim: int, channels: int) -> nn.Module:

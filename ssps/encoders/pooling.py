@@ -1,7 +1,8 @@
 """Temporal pooling: frame-level features (B, C, T) -> utterance statistics (B, 2C).
 
 Every pooling here returns the (optionally attention-weighted) mean and standard deviation over time,
-concatenated, so encoders can accept any number of frames.
+concatenated, so encoders can accept any number of frames. ``mask`` (B, 1, T) bool marks the valid frames
+of a zero-padded batch (None: all valid): padded frames get zero weight, so a padded row pools as alone.
 
 >>> import torch
 >>> StatsPool()(torch.randn(2, 8, 30)).shape
@@ -36,16 +37,36 @@ def weighted_stats(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, var.clamp(min=VAR_FLOOR).sqrt()], dim=1)
 
 
-def _uniform(x: torch.Tensor) -> torch.Tensor:
-    return torch.full_like(x[:, :1], 1.0 / x.shape[-1])  # (B, 1, T)
+def length_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(B,) valid frames -> (B, 1, T) bool mask."""
+    return (torch.arange(num_frames, device=lengths.device)[None] < lengths[:, None])[:, None]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, T) -> (B, C, 1) mean over the valid frames."""
+    if mask is None:
+        return x.mean(dim=-1, keepdim=True)
+    return (x * mask).sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True)
+
+
+def _uniform(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    if mask is None:
+        return torch.full_like(x[:, :1], 1.0 / x.shape[-1])  # (B, 1, T)
+    m = mask.to(x.dtype)
+    return m / m.sum(dim=-1, keepdim=True)
+
+
+def _softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    scores = scores.float()
+    return torch.softmax(scores if mask is None else scores.masked_fill(~mask, -float("inf")), dim=-1)
 
 
 class StatsPool(nn.Module):
     """Plain mean and std over time (x-vector statistics pooling)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, T) -> (B, 2C)."""
-        return weighted_stats(x, _uniform(x))
+        return weighted_stats(x, _uniform(x, mask))
 
 
 class AttentiveStatsPool(nn.Module):
@@ -72,13 +93,13 @@ class AttentiveStatsPool(nn.Module):
             nn.Conv1d(attention_channels, channels, kernel_size=1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, T) -> (B, 2C)."""
         scores_in = x
         if self.global_context:
-            stats = weighted_stats(x, _uniform(x)).to(x.dtype)  # (B, 2C): mean, std
+            stats = weighted_stats(x, _uniform(x, mask)).to(x.dtype)  # (B, 2C): mean, std
             scores_in = torch.cat([x, stats.unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)  # (B, 3C, T)
-        weights = torch.softmax(self.attention(scores_in).float(), dim=-1)  # (B, C, T)
+        weights = _softmax(self.attention(scores_in), mask)  # (B, C, T)
         return weighted_stats(x, weights)
 
 
@@ -99,9 +120,9 @@ class SelfAttentiveStatsPool(nn.Module):
         self.context = nn.Parameter(torch.empty(channels, 1))
         nn.init.xavier_normal_(self.context)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, 2C), or (B, C) without ``stats``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) -> (B, 2C), or (B, C) without ``stats``; ``mask`` (B, T) marks the valid frames."""
         h = torch.tanh(self.linear(x.transpose(1, 2)))  # (B, T, C)
         scores = (h @ self.context.to(h.dtype)).transpose(1, 2)  # (B, 1, T)
-        pooled = weighted_stats(x, torch.softmax(scores.float(), dim=-1))
+        pooled = weighted_stats(x, _softmax(scores, mask))
         return pooled if self.stats else pooled[:, : x.shape[1]]

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ssps.encoders import ENCODERS
-from ssps.encoders.pooling import SelfAttentiveStatsPool
+from ssps.encoders.pooling import SelfAttentiveStatsPool, length_mask
 from ssps.errors import SSPSError
 
 BLOCKS = (3, 4, 6, 3)
@@ -33,9 +33,12 @@ class SqueezeExcite2d(nn.Module):
             nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels), nn.Sigmoid()
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, F, T) -> (B, C, F, T)."""
-        return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, F, T) -> (B, C, F, T); ``mask`` (B, 1, 1, T): the gate averages the valid frames only."""
+        if mask is None:
+            return x * self.gate(x.mean(dim=(2, 3)))[:, :, None, None]
+        mean = (x * mask).sum(dim=(2, 3)) / (mask.sum(dim=(2, 3)) * x.shape[2])
+        return x * self.gate(mean)[:, :, None, None]
 
 
 class SEBasicBlock(nn.Module):
@@ -58,8 +61,18 @@ class SEBasicBlock(nn.Module):
                 nn.BatchNorm2d(out_channels),
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        """(B, C, F, T) -> (B, C', F', T'). With ``lengths`` (B,) valid frames (the input's padding zero):
+        returns (output with zero padding, output lengths)."""
+        if lengths is None:
+            return torch.relu(self.body(x) + self.shortcut(x))
+        conv1, bn1, relu, conv2, bn2, se = self.body
+        h = relu(bn1(conv1(x)))
+        stride = conv1.stride[1]
+        lengths = torch.div(lengths + stride - 1, stride, rounding_mode="floor")  # ceil: k = 3, padding 1
+        mask = length_mask(lengths, h.shape[-1])[:, :, None]  # (B, 1, 1, T')
+        h = se(bn2(conv2(h * mask)), mask)
+        return torch.relu(h + self.shortcut(x)) * mask, lengths
 
 
 class ThinResNet34(nn.Module):
@@ -95,10 +108,20 @@ class ThinResNet34(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features -> (B, D) embeddings."""
-        h = self.stages(self.stem(feats.transpose(1, 2).unsqueeze(1)))  # (B, 1, F, T) -> (B, 8w, F/8, T/4)
-        return self.embed(self.pool(h.mean(dim=2)))  # average the remaining frequency bins
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) features -> (B, D) embeddings; ``lengths`` (B,): valid frames of a zero-padded batch
+        (padding is zeroed before every convolution, as a row alone sees it)."""
+        if lengths is None:
+            h = self.stages(
+                self.stem(feats.transpose(1, 2).unsqueeze(1))
+            )  # (B, 1, F, T) -> (B, 8w, F/8, T/4)
+            return self.embed(self.pool(h.mean(dim=2)))  # average the remaining frequency bins
+        mask = length_mask(lengths, feats.shape[1])[:, :, None]  # (B, 1, 1, T)
+        h = self.stem(feats.transpose(1, 2).unsqueeze(1) * mask) * mask
+        for stage in self.stages:
+            for block in stage:
+                h, lengths = block(h, lengths)
+        return self.embed(self.pool(h.mean(dim=2), length_mask(lengths, h.shape[-1])))
 
 
 @ENCODERS.register("resnet34_thin")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ssps.encoders import ENCODERS
-from ssps.encoders.pooling import StatsPool
+from ssps.encoders.pooling import StatsPool, length_mask
 from ssps.errors import SSPSError
 
 LAYERS = ((5, 1), (3, 2), (3, 3), (1, 1), (1, 1))  # (kernel, dilation) per frame-level layer
@@ -51,12 +51,15 @@ class TDNN(nn.Module):
         self.pool_norm = nn.BatchNorm1d(2 * channels)
         self.embed = nn.Linear(2 * channels, embed_dim)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features, T >= 15 -> (B, D) embeddings."""
-        if feats.shape[1] < self.min_frames:
-            raise ValueError(f"TDNN needs at least {self.min_frames} frames, got {feats.shape[1]}")
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) features, T >= 15 -> (B, D) embeddings; ``lengths`` (B,): valid frames of a padded batch
+        (the unpadded convolutions never mix a row's frames with its padding; the pooling skips it)."""
+        shortest = feats.shape[1] if lengths is None else int(lengths.min())
+        if shortest < self.min_frames:
+            raise ValueError(f"TDNN needs at least {self.min_frames} frames, got {shortest}")
         h = self.frames(feats.transpose(1, 2))  # (B, F, T) -> (B, C, T - 14)
-        return self.embed(self.pool_norm(self.pool(h)))
+        mask = None if lengths is None else length_mask(lengths - (self.min_frames - 1), h.shape[-1])
+        return self.embed(self.pool_norm(self.pool(h, mask)))
 
 
 @ENCODERS.register("tdnn")

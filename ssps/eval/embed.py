@@ -1,10 +1,11 @@
 """Full-utterance embeddings, and the ``.npz`` file that carries them to scoring.
 
-Evaluation embeds each utterance whole. Utterances of different length are never padded or cropped
-into a common batch: zero padding would enter the per-utterance feature normalisation and the pooling
-statistics, so a padded utterance would get a different embedding than alone. Files are sorted by
-duration and consecutive utterances of exactly the same number of samples share a batch; any other
-utterance runs alone. The result is identical to embedding one file at a time, whatever the batch size.
+Evaluation embeds each utterance whole. Files are sorted by duration and up to ``batch_size`` neighbours
+share a batch, zero-padded to the longest, with their lengths: the front end normalises each row over its
+own frames and every encoder masks the padding before each convolution and in its pooling
+(:class:`ssps.embedder.Embedder`), so an utterance's embedding equals its embedding alone within float
+rounding (1e-5; tests/test_batched_embed.py). A model whose ``forward`` takes no ``lengths`` (an
+exported one) batches only utterances of exactly the same number of samples, as before.
 
 File format (``np.load(allow_pickle=False)`` reads it)::
 
@@ -15,6 +16,7 @@ File format (``np.load(allow_pickle=False)`` reads it)::
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import zipfile
@@ -62,8 +64,22 @@ class Embeddings:
 
 @torch.inference_mode()
 def _embed_batch(embedder: nn.Module, wavs: list[np.ndarray], device: torch.device) -> np.ndarray:
-    x = torch.from_numpy(np.stack(wavs)).to(device)  # (B, N)
-    return embedder(x).float().cpu().numpy()  # (B, D)
+    if all(len(w) == len(wavs[0]) for w in wavs):
+        x = torch.from_numpy(np.stack(wavs)).to(device)  # (B, N)
+        return embedder(x).float().cpu().numpy()  # (B, D)
+    lengths = torch.tensor([len(w) for w in wavs])
+    x = torch.zeros(len(wavs), int(lengths.max()))
+    for b, w in enumerate(wavs):
+        x[b, : len(w)] = torch.from_numpy(w)
+    return embedder(x.to(device), lengths.to(device)).float().cpu().numpy()  # (B, D)
+
+
+def takes_lengths(embedder: nn.Module) -> bool:
+    """Whether ``embedder(wav, lengths)`` embeds a zero-padded batch row by row (ssps.embedder.Embedder)."""
+    try:
+        return "lengths" in inspect.signature(embedder.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def embed_files(
@@ -81,7 +97,8 @@ def embed_files(
         embedder: waveform (B, N) -> (B, D) model (put in eval mode here and moved to ``device``).
         paths: (N,) audio files.
         ids: (N,) utterance ids, one per path.
-        batch_size: most utterances per forward pass (only equal-length ones are batched together).
+        batch_size: most utterances per forward pass (neighbours in duration order, padded; without
+            ``lengths`` support only equal-length ones).
         device: where the model runs.
         sample_rate: rate the files are resampled to (the model's front-end rate).
         progress: show a tqdm bar on stderr.
@@ -101,6 +118,7 @@ def embed_files(
     min_samples = getattr(getattr(embedder, "features", None), "n_fft", 0) // 2 + 1
     # Sorting by duration makes equal-length utterances neighbours; the header read is cheap.
     order = sorted(range(len(paths)), key=lambda i: audio_duration(paths[i]))
+    pad = takes_lengths(embedder)
     out: list[np.ndarray | None] = [None] * len(paths)
     batch: list[int] = []
     wavs: list[np.ndarray] = []
@@ -120,7 +138,7 @@ def embed_files(
         wav = load_audio(paths[i], sample_rate=sample_rate)
         if len(wav) < min_samples:
             raise SSPSError(f"{paths[i]}: {len(wav)} samples, too short to embed (need {min_samples})")
-        if wavs and (len(wav) != len(wavs[0]) or len(wavs) == batch_size):
+        if wavs and ((not pad and len(wav) != len(wavs[0])) or len(wavs) == batch_size):
             flush()
         batch.append(i)
         wavs.append(wav)
