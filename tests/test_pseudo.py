@@ -179,6 +179,7 @@ def test_chain_runs_rounds_on_the_toy_corpus(toy_corpus, checkpoint, tmp_path):
     summary = run_chain(chain, tmp_path / "chain")
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
     assert summary["rounds"][1]["labels_from"] == summary["rounds"][0]["model"]
+    assert summary["rounds"][0]["labels"] == str(tmp_path / "chain" / "round_1" / "labels" / "train.tsv")
     for r in summary["rounds"]:
         assert r["num_pseudo_speakers"] >= 2 and "nmi" in r["quality"]
     assert "nmi" in summary["final"]["quality"]

@@ -80,11 +80,11 @@ def _labels(model: Path, chain: ChainConfig, out: Path) -> dict:
     return pseudo_label(model, chain.train_manifest, out, chain.pseudo, device=chain.device)
 
 
-def _summary(report: dict) -> dict:
+def _summary(report: dict, labels_dir: Path) -> dict:
     return {
         "num_pseudo_speakers": report["num_pseudo_speakers"],
         "quality": report.get("quality", {}),
-        "labels": str(Path(report["manifest"])),
+        "labels": str(labels_dir / "train.tsv"),
     }
 
 
@@ -112,13 +112,18 @@ def run_chain(chain: ChainConfig, out_dir: str | Path) -> dict:
         if not _trained(run_dir, cfg.train.epochs):
             train(cfg, run_dir, resume=(run_dir / "latest.pt").is_file())
         summary["rounds"].append(
-            {"round": r, "labels_from": str(model), **_summary(report), "model": str(run_dir / "latest.pt")}
+            {
+                "round": r,
+                "labels_from": str(model),
+                **_summary(report, labels_dir),
+                "model": str(run_dir / "latest.pt"),
+            }
         )
         model = run_dir / "latest.pt"
         atomic_write_text(out / "chain.json", json.dumps(summary, indent=2) + "\n")
     if chain.final_labels:
         report = _labels(model, chain, out / "final_labels")
-        summary["final"] = {"labels_from": str(model), **_summary(report)}
+        summary["final"] = {"labels_from": str(model), **_summary(report, out / "final_labels")}
     summary["model"] = str(model)
     atomic_write_text(out / "chain.json", json.dumps(summary, indent=2) + "\n")
     return summary
