@@ -61,7 +61,9 @@ ROWS: dict[str, Row] = {
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
 }
-DEFAULT_ROWS = ("simclr", "simclr_ssps", "simclr_ssps_session_meta", "simclr_oracle", "dino", "dino_ssps")
+# The session-metadata row is one flag away (--rows ...,simclr_ssps_session_meta): left out of the default so
+# that `make demo` keeps the five continuations it was timed with.
+DEFAULT_ROWS = ("simclr", "simclr_ssps", "simclr_oracle", "dino", "dino_ssps")
 QUICK_ROWS = ("simclr", "simclr_ssps", "simclr_oracle")
 
 
