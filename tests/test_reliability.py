@@ -110,8 +110,8 @@ def test_skipped_nan_batch_does_not_reach_the_ssps_queues(toy_corpus, tmp_path, 
         poison["now"] = self.step
         return real_autocast(self)
 
-    def forward(self, model, views):
-        out = real_forward(self, model, views)
+    def forward(self, model, views, *rest):
+        out = real_forward(self, model, views, *rest)
         return tuple(x * float("nan") for x in out) if poison["now"] == 4 else out
 
     monkeypatch.setattr(Run, "autocast", autocast)
