@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +18,16 @@ import torch
 from ssps.data.manifest import Utterance, write_manifest
 
 torch.set_num_threads(1)
+
+# The training-audio store (ssps.data.audio_store) of every test run, subprocesses included, goes to a
+# folder of this session instead of /dev/shm, and is removed at the end.
+STORE_DIR = tempfile.mkdtemp(prefix="ssps-test-store-")
+os.environ["SSPS_STORE_DIR"] = STORE_DIR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(STORE_DIR, ignore_errors=True)
+
 
 # Under CI=true a missing system tool or optional module fails the test instead of skipping it, so a CI
 # image that lost espeak-ng, sox or faiss cannot pass by skipping everything that needs them.

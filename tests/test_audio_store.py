@@ -12,6 +12,7 @@ import soundfile as sf
 from ssps.audio.clips import ArrayClip, FileClip, crop_centre, crop_random
 from ssps.audio.io import fixed_crop, load_audio, random_crop
 from ssps.config import AugmentConfig
+from ssps.data import audio_store
 from ssps.data.audio_store import AudioStore, build_store
 from ssps.data.dataset import TrainDataset
 from ssps.data.manifest import read_manifest
@@ -185,3 +186,10 @@ def test_training_from_the_store_equals_training_from_disk(toy_corpus, tmp_path,
     for key in ((1.0, 0), (1.0, 2)):
         assert losses[key] == losses[disk]
         assert all(torch.equal(weights[key][k], weights[disk][k]) for k in weights[disk])
+
+
+def test_the_store_folder_follows_ssps_store_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSPS_STORE_DIR", str(tmp_path / "store"))
+    assert audio_store.store_dir() == tmp_path / "store"
+    monkeypatch.delenv("SSPS_STORE_DIR")
+    assert audio_store.store_dir() != tmp_path / "store"

@@ -31,6 +31,10 @@ log = logging.getLogger("ssps")
 
 
 def store_dir() -> Path:
+    """``$SSPS_STORE_DIR`` when set (the test suite points it at a temporary folder), else /dev/shm when
+    writable, else the temporary folder."""
+    if os.environ.get("SSPS_STORE_DIR"):
+        return Path(os.environ["SSPS_STORE_DIR"])
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
