@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ssps import dist
-from ssps.checkpoint import load_checkpoint, save_checkpoint
+from ssps.checkpoint import save_checkpoint
 from ssps.config import Config
 from ssps.data.dataset import EpochBatchSampler, TrainDataset, collate, usable_rows
 from ssps.data.labels import speaker_table
@@ -27,6 +27,7 @@ from ssps.errors import SSPSError
 from ssps.methods import build_method, method_uses_labels
 from ssps.train import schedules
 from ssps.train.log import MetricsWriter
+from ssps.train.restore import restore
 from ssps.train.steps import STEPS
 from ssps.train.sync_batchnorm import convert_sync_batchnorm
 from ssps.utils.files import sha256
@@ -270,75 +271,8 @@ class Run:
             old.unlink()
 
     def restore(self, path: Path, weights_only: bool = False) -> None:
-        """Resume from ``path`` (all state), or continue a base run from it (``weights_only``: train.init).
-
-        A continuation takes the base's weights, optimizer moments, step counter and RNG where they fit
-        (the same method and optimizer), so with the same ``train.schedule_epochs`` its first step gets the
-        learning rate and teacher momentum the base schedule has there. Its SSPS queues start empty.
-        """
-        ckpt = load_checkpoint(path, map_location=self.device)
-        train = ckpt.get("train")
-        if weights_only and self.labels is not None:
-            # A classifier belongs to its label set (pseudo-labels change every round): take only the
-            # encoder, and start a fresh schedule at epoch 0.
-            self._init_embedders(path, ckpt)
-            return
-        if train is None and weights_only:
-            self._init_embedders(path, ckpt)
-            self.epoch, self.step = ckpt["epoch"], ckpt["epoch"] * self.steps_per_epoch
-            return
-        if train is None:
-            raise SSPSError(f"{path}: holds no training state (an embedder-only checkpoint); use latest.pt")
-        try:
-            self.method.load_state_dict(train["method"])
-        except RuntimeError as e:
-            raise SSPSError(
-                f"{path}: model weights do not fit this config ({str(e).splitlines()[0][:160]})"
-            ) from None
-        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
-        if weights_only:
-            self._continue_state(path, train, ckpt["config"]["train"]["seed"])
-            return
-        self.optimizer.load_state_dict(train["optimizer"])
-        self.scaler.load_state_dict(train["scaler"])
-        torch.set_rng_state(train["torch_rng"].cpu())
-        if self.sampler is not None and "sampler" in train:
-            self.sampler.load_state_dict(train["sampler"])
-            self.queue_ready = train["queue_ready"]
-            self.queues_restored = True
-
-    def _continue_state(self, path: Path, train: dict, base_seed: int | None = None) -> None:
-        """train.init from a full checkpoint: optimizer, scaler and RNG too, where they fit.
-
-        A continuation with another ``train.seed`` than its base's is one of several seeds of an experiment:
-        its torch RNG is seeded from (seed, step) instead of taken over, so the seeds differ everywhere.
-        """
-        try:
-            self.optimizer.load_state_dict(train["optimizer"])
-            self.scaler.load_state_dict(train["scaler"])
-        except (ValueError, KeyError, RuntimeError) as e:
-            log.warning("train.init %s: optimizer state does not fit (%s); it starts fresh", path, e)
-        if base_seed is None or base_seed == self.cfg.train.seed:
-            torch.set_rng_state(train["torch_rng"].cpu())
-        else:
-            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step)
-        if not train.get("epoch_done", True):
-            log.warning("train.init %s: the base stopped mid-epoch; continuing from step %d", path, self.step)
-
-    def _init_embedders(self, path: Path, ckpt: dict) -> None:
-        """Initialise from an embedder-only checkpoint (an epoch or averaged one): the encoder weights go into
-        every embedder the method holds (DINO: student and teacher); heads and projectors start fresh."""
-        embedders = {id(e): e for e in (self.method.eval_embedder(), self.method.reference_encoder())}
-        student = getattr(self.method, "student", None)
-        if isinstance(student, nn.ModuleDict) and "embedder" in student:
-            embedders[id(student["embedder"])] = student["embedder"]
-        for embedder in embedders.values():
-            try:
-                embedder.load_state_dict(ckpt["embedder"])
-            except RuntimeError as e:
-                msg = str(e).splitlines()[0][:160]
-                raise SSPSError(f"{path}: embedder weights do not fit this config ({msg})") from None
-        log.warning("initialised the encoder from %s; heads, projectors and classifiers start fresh", path)
+        """Resume from ``path``, or continue a base from it (``weights_only``): see ssps.train.restore."""
+        restore(self, path, weights_only)
 
     def loader(self, epoch: int, start_step: int) -> DataLoader:
         batches = EpochBatchSampler(
