@@ -11,7 +11,8 @@ import torch.nn as nn
 
 from ssps.config import SimCLRConfig
 from ssps.errors import SSPSError
-from ssps.methods import METHODS, clip_per_parameter, embedding_dim, param_groups
+from ssps.methods import METHODS, embedding_dim
+from ssps.methods.base import SingleEmbedderMethod
 from ssps.methods.heads import projector
 from ssps.methods.losses import nt_xent
 
@@ -39,7 +40,7 @@ def embed_crops(model: nn.Module, crops: list[torch.Tensor]) -> list[torch.Tenso
 
 
 @METHODS.register("simclr")
-class SimCLR(nn.Module):
+class SimCLR(SingleEmbedderMethod):
     """SimCLR: an online embedder, an optional projector, and NT-Xent.
 
     Args:
@@ -80,29 +81,3 @@ class SimCLR(nn.Module):
         """NT-Xent of (N, D') anchors and positives (possibly SSPS's detached ones) -> () loss."""
         temperature = self.cfg.temperature if temperature is None else temperature
         return nt_xent(anchors, positives, temperature, same_view_negatives=self.cfg.same_view_negatives)
-
-    def reference_encoder(self) -> nn.Module:
-        """The online embedder (no projector); SSPS runs it in eval mode under no_grad."""
-        return self.embedder
-
-    def eval_embedder(self) -> nn.Module:
-        """The embedder whose weights give evaluation embeddings (and go into checkpoints)."""
-        return self.embedder
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """Optimizer groups "decay" and "no_decay" (1-D parameters); see :func:`ssps.methods.param_groups`."""
-        return param_groups(self.named_parameters(), weight_decay)
-
-    def last_layer_parameters(self) -> list[nn.Parameter]:
-        """SimCLR has no layer frozen at the start of training."""
-        return []
-
-    def clip_gradients(self, max_norm: float) -> torch.Tensor:
-        """Per-parameter gradient-norm clip; returns the (P,) norms before clipping."""
-        return clip_per_parameter(self.parameters(), max_norm)
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        """SimCLR has no per-step state."""

@@ -14,12 +14,13 @@ import torch.nn.functional as F
 
 from ssps.config import SupervisedConfig
 from ssps.errors import SSPSError
-from ssps.methods import METHODS, clip_per_parameter, embedding_dim, param_groups
+from ssps.methods import METHODS, embedding_dim
+from ssps.methods.base import SingleEmbedderMethod
 from ssps.methods.losses import aam_softmax
 
 
 @METHODS.register("supervised")
-class Supervised(nn.Module):
+class Supervised(SingleEmbedderMethod):
     """An embedder and a (C, D) class-weight matrix scored by cosine; AAM-softmax on top.
 
     Args:
@@ -52,25 +53,3 @@ class Supervised(nn.Module):
         """AAM-softmax of (B, C) cosines and (B,) labels -> () loss; ``margin`` defaults to the config's."""
         margin = self.cfg.margin if margin is None else margin
         return aam_softmax(cosine, labels, margin, self.cfg.scale)
-
-    def reference_encoder(self) -> nn.Module:
-        return self.embedder
-
-    def eval_embedder(self) -> nn.Module:
-        return self.embedder
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """Optimizer groups "decay" (matrices, the classifier too) and "no_decay" (1-D parameters)."""
-        return param_groups(self.named_parameters(), weight_decay)
-
-    def last_layer_parameters(self) -> list[nn.Parameter]:
-        return []
-
-    def clip_gradients(self, max_norm: float) -> torch.Tensor:
-        return clip_per_parameter(self.parameters(), max_norm)
-
-    def on_step(self, step: int, total_steps: int) -> None:
-        """The margin warm-up is a schedule the trainer passes to :meth:`loss`."""
