@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -66,6 +67,26 @@ def join_processes(context, timeout_s: float) -> None:
                 if p.is_alive():
                     p.kill()
             pytest.fail(f"worker processes still running after {timeout_s:.0f} s (deadlock?)", pytrace=False)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for a test's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_env(rank: int, world_size: int, port: int) -> dict[str, str]:
+    """The environment torchrun gives rank ``rank`` of ``world_size`` (one thread), over this one."""
+    return {
+        **os.environ,
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def make_toy_corpus(

@@ -7,14 +7,13 @@ written from both ranks and draws that do not depend on the number of ranks.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port, torchrun_env
 from test_train import TINY
 
 from ssps.checkpoint import load_checkpoint
@@ -46,12 +45,6 @@ RUN = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _overrides(corpus: Path, kind: str) -> list[str]:
     return [*TINY, *RUN, *KINDS[kind][0], f"data.train_manifest={corpus / 'train.tsv'}"]
 
@@ -59,13 +52,9 @@ def _overrides(corpus: Path, kind: str) -> list[str]:
 def _train_on_two_ranks(corpus: Path, kind: str, out: Path) -> Path:
     config = out.parent / f"{kind}.yaml"
     config.write_text("{}\n")
-    port, procs = _free_port(), []
+    port, procs = free_port(), []
     for rank in range(WORLD):
-        env = {
-            **os.environ,
-            **{"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD)},
-            **{"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"},
-        }
+        env = torchrun_env(rank, WORLD, port)
         cmd = [
             sys.executable,
             "-m",

@@ -7,25 +7,18 @@ tested is that ssps itself notices. ``train.dist_timeout`` bounds the wait when 
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port, torchrun_env
 from test_train import TINY
 
 DIST_TIMEOUT = 10  # seconds
 RUN = ["train.steps_per_epoch=1000", "train.epochs=5", "train.checkpoint_every_steps=5", "train.threads=1"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_ranks(corpus: Path, tmp: Path) -> list[subprocess.Popen]:
@@ -34,15 +27,7 @@ def start_ranks(corpus: Path, tmp: Path) -> list[subprocess.Popen]:
     port = free_port()
     procs = []
     for rank in range(2):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "OMP_NUM_THREADS": "1",
-        }
+        env = torchrun_env(rank, 2, port)
         cmd = [
             sys.executable,
             "-m",

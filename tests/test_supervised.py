@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import join_processes
 from test_train import tiny_cfg
 
 from ssps.checkpoint import load_checkpoint
@@ -178,8 +179,7 @@ def test_supervised_two_processes_equal_one(tmp_path):
         start_method="spawn",
     )
     want = _ddp_step(_ddp_model())
-    while not workers.join():
-        pass
+    join_processes(workers, timeout_s=120)
     initial = dict(_ddp_model().named_parameters())
     assert not torch.allclose(initial["classifier"], want["classifier"], atol=1e-4)  # the step moved it
     for rank in range(WORLD):
