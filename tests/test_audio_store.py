@@ -86,6 +86,23 @@ def test_babble_from_the_store_equals_babble_from_disk(toy_corpus, tmp_path):
         assert np.array_equal(disk(wav, np.random.default_rng(seed)), ram(wav, np.random.default_rng(seed)))
 
 
+def test_store_finds_files_however_the_manifest_path_was_spelled(toy_corpus, tmp_path, monkeypatch):
+    """Runs from other folders share one store (its key resolves paths): babble must still find every
+    file in it, not silently read the disk (it once did, after a run with a relative manifest path)."""
+    monkeypatch.chdir(toy_corpus.parent)
+    relative = read_manifest(f"{toy_corpus.name}/train.tsv")
+    rows = list(range(len(relative)))
+    store = build_store(relative, rows, SR, budget_gb=1.0, directory=tmp_path)
+    absolute = read_manifest(toy_corpus / "train.tsv")
+    again = build_store(absolute, rows, SR, budget_gb=1.0, directory=tmp_path)
+    assert again.path == store.path  # the same store
+    monkeypatch.chdir(tmp_path)
+    for i in rows:
+        expected = load_audio(absolute.resolve(i))
+        assert np.array_equal(again.get(absolute.resolve(i)), expected)
+        assert np.array_equal(again.get(str(absolute.resolve(i))), expected)
+
+
 def test_cached_reverb_spectra_equal_fftconvolve():
     from ssps.augment.reverb import RIRSpectra, reverberate, simulate_rir
 

@@ -39,8 +39,11 @@ def store_dir() -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
+STORE_FORMAT = 2  # 2: the index holds absolute paths (1 held them as the manifest spelled them)
+
+
 def store_key(manifest: Manifest, rows: list[int], sample_rate: int) -> str:
-    h = hashlib.sha256(f"{sample_rate}\0".encode())
+    h = hashlib.sha256(f"{STORE_FORMAT}\0{sample_rate}\0".encode())
     for i in rows:
         path = manifest.resolve(i)
         try:
@@ -74,6 +77,7 @@ class AudioStore:
         with np.load(self.path.with_suffix(".idx.npz")) as index:
             self.offsets, self.lengths = index["offsets"], index["lengths"]
             self.paths = [str(p) for p in index["paths"]]
+        # Absolute paths: a store is shared by runs started from other folders (the key resolves paths too).
         self.row_of = {p: i for i, p in enumerate(self.paths) if self.lengths[i] > 0}
         self._samples: np.ndarray | None = None
 
@@ -101,7 +105,7 @@ class AudioStore:
 
     def get(self, path: str | Path) -> np.ndarray | None:
         """The float32 waveform of a stored training file, or None (the babble noise source's lookup)."""
-        row = self.row_of.get(str(path))
+        row = self.row_of.get(os.path.abspath(path))
         return None if row is None else self.clip(row).read(0, int(self.lengths[row]))
 
 
@@ -154,7 +158,7 @@ def build_store(
 def _write(path: Path, manifest: Manifest, rows: list[int], sample_rate: int, num_rows: int) -> None:
     offsets = np.zeros(num_rows, dtype=np.int64)
     lengths = np.zeros(num_rows, dtype=np.int64)
-    paths = np.array([str(manifest.resolve(i)) for i in range(num_rows)], dtype=np.str_)
+    paths = np.array([os.path.abspath(manifest.resolve(i)) for i in range(num_rows)], dtype=np.str_)
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             at = 0
