@@ -7,3 +7,7 @@ class SSPSError(Exception):
 
 class PeerLostError(SSPSError):
     """Another rank died or hung. The process group's threads cannot be joined: exit without unwinding."""
+
+
+class ConfigError(SSPSError, ValueError):
+    """A config file or override that does not fit the schema."""

@@ -83,3 +83,13 @@ def test_the_rules_catch_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from ssps.train.trainer import train\n")
     assert imported_modules(bad) == {"ssps.train.trainer", "ssps.train.trainer.train"}
+
+
+def test_no_module_outside_the_encoders_is_over_300_lines():
+    """docs/architecture.md: modules are split along their seams; only the encoder definitions may be long."""
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if p.parent.name != "encoders" and (n := len(p.read_text().splitlines())) > 300
+    }
+    assert long == {}
