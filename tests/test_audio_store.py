@@ -87,8 +87,9 @@ def test_babble_from_the_store_equals_babble_from_disk(toy_corpus, tmp_path):
 
 
 def test_store_finds_files_however_the_manifest_path_was_spelled(toy_corpus, tmp_path, monkeypatch):
-    """Runs from other folders share one store (its key resolves paths): babble must still find every
-    file in it, not silently read the disk (it once did, after a run with a relative manifest path)."""
+    """Runs from other folders share one store (same key): babble must still find every file in it, not
+    silently read the disk (it once did, after a run with a relative manifest path). A path through a
+    symlink is another spelling: its run gets a store of its own, and finds its files there too."""
     monkeypatch.chdir(toy_corpus.parent)
     relative = read_manifest(f"{toy_corpus.name}/train.tsv")
     rows = list(range(len(relative)))
@@ -101,6 +102,12 @@ def test_store_finds_files_however_the_manifest_path_was_spelled(toy_corpus, tmp
         expected = load_audio(absolute.resolve(i))
         assert np.array_equal(again.get(absolute.resolve(i)), expected)
         assert np.array_equal(again.get(str(absolute.resolve(i))), expected)
+    link = tmp_path / "link"
+    link.symlink_to(toy_corpus, target_is_directory=True)
+    linked = read_manifest(link / "train.tsv")
+    other = build_store(linked, rows, SR, budget_gb=1.0, directory=tmp_path)
+    for i in rows:
+        assert np.array_equal(other.get(linked.resolve(i)), load_audio(absolute.resolve(i)))
 
 
 def test_cached_reverb_spectra_equal_fftconvolve():

@@ -42,15 +42,21 @@ def store_dir() -> Path:
 STORE_FORMAT = 2  # 2: the index holds absolute paths (1 held them as the manifest spelled them)
 
 
+def stored_path(path: str | Path) -> str:
+    """How the key, the index and every lookup spell a file: absolute, symlinks kept. One spelling for all
+    three, so a run that shares a store (same key) always finds its files in it."""
+    return os.path.abspath(path)
+
+
 def store_key(manifest: Manifest, rows: list[int], sample_rate: int) -> str:
     h = hashlib.sha256(f"{STORE_FORMAT}\0{sample_rate}\0".encode())
     for i in rows:
         path = manifest.resolve(i)
         try:
             stat = path.stat()
-            h.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            h.update(f"{stored_path(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
         except OSError:
-            h.update(f"{path}\0missing\0".encode())
+            h.update(f"{stored_path(path)}\0missing\0".encode())
     return h.hexdigest()[:20]
 
 
@@ -77,7 +83,6 @@ class AudioStore:
         with np.load(self.path.with_suffix(".idx.npz")) as index:
             self.offsets, self.lengths = index["offsets"], index["lengths"]
             self.paths = [str(p) for p in index["paths"]]
-        # Absolute paths: a store is shared by runs started from other folders (the key resolves paths too).
         self.row_of = {p: i for i, p in enumerate(self.paths) if self.lengths[i] > 0}
         self._samples: np.ndarray | None = None
 
@@ -105,7 +110,7 @@ class AudioStore:
 
     def get(self, path: str | Path) -> np.ndarray | None:
         """The float32 waveform of a stored training file, or None (the babble noise source's lookup)."""
-        row = self.row_of.get(os.path.abspath(path))
+        row = self.row_of.get(stored_path(path))
         return None if row is None else self.clip(row).read(0, int(self.lengths[row]))
 
 
@@ -158,7 +163,7 @@ def build_store(
 def _write(path: Path, manifest: Manifest, rows: list[int], sample_rate: int, num_rows: int) -> None:
     offsets = np.zeros(num_rows, dtype=np.int64)
     lengths = np.zeros(num_rows, dtype=np.int64)
-    paths = np.array([os.path.abspath(manifest.resolve(i)) for i in range(num_rows)], dtype=np.str_)
+    paths = np.array([stored_path(manifest.resolve(i)) for i in range(num_rows)], dtype=np.str_)
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             at = 0
