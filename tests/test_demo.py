@@ -9,8 +9,8 @@ from ssps.checkpoint import load_checkpoint
 from ssps.cli import main
 from ssps.demo.analysis import project_2d, similarity_analysis
 from ssps.demo.commands import Budget, plan
-from ssps.demo.evaluate import aggregate, comparisons
-from ssps.demo.report import results_table
+from ssps.demo.evaluate import add_cluster_quality, aggregate, comparisons
+from ssps.demo.report import _pseudo_label_table, label, results_table
 from ssps.errors import SSPSError
 
 
@@ -120,3 +120,94 @@ def test_demo_plan_validates_on_dev_and_trains_every_seed_from_one_base(tmp_path
         and "train.seed=2" in jobs["simclr_ssps_s2"].overrides
     )
     assert "train.init={dino_base}" in jobs["dino_s1"].overrides
+
+
+def test_demo_plan_adds_a_supervised_upper_bound_and_a_chain_after_each_ssps_seed(tmp_path):
+    (tmp_path / "train.tsv").write_text(
+        "utterance\tpath\n" + "".join(f"u{i}\tu{i}.wav\n" for i in range(1504))
+    )
+    budget = Budget(seeds=2, rounds=3)
+    jobs = {
+        j.name: j for j in plan(tmp_path, ("simclr", "simclr_ssps", "supervised", "simclr_ssps_pl"), budget)
+    }
+    # Supervised: no base, the base's plus a continuation's epochs from a random init.
+    sup = jobs["supervised_s1"]
+    assert sup.after == () and "train.epochs=24" in sup.overrides and "train.seed=1" in sup.overrides
+    assert not any(o.startswith("train.init") for o in sup.overrides)
+    chain = jobs["simclr_ssps_pl_s1"]
+    assert chain.command == "chain" and chain.after == ("simclr_ssps_s1",)
+    assert "init={simclr_ssps_s1}" in chain.overrides and "rounds=3" in chain.overrides
+    # The dev-chosen clustering for 1,504 utterances; each round trains a continuation's epochs on dev.
+    assert {"pseudo.clusters=150", "pseudo.min_speakers=10", "pseudo.max_speakers=120"} <= set(
+        chain.overrides
+    )
+    inner = next(o for o in chain.overrides if o.startswith("overrides="))
+    assert "train.epochs=8" in inner and "dev_cross_session.txt" in inner and "train.seed=1" in inner
+    with pytest.raises(SSPSError, match="simclr_ssps_pl starts from simclr_ssps's models; add simclr_ssps"):
+        plan(tmp_path, ("simclr", "simclr_ssps_pl"), budget)
+    with pytest.raises(SSPSError, match="--rounds: expected a positive"):
+        plan(tmp_path, ("simclr_ssps", "simclr_ssps_pl"), Budget(rounds=0))
+    with pytest.raises(SSPSError, match="other/train.tsv: not found"):
+        plan(tmp_path / "other", ("simclr_ssps", "simclr_ssps_pl"), budget)
+
+
+def test_cluster_quality_per_round_and_the_gap_to_supervised():
+    methods = {
+        "simclr": aggregate({s: _entry(e) for s, e in enumerate([0.20, 0.22, 0.24])}),
+        "supervised": aggregate({s: _entry(e) for s, e in enumerate([0.12, 0.12, 0.12])}),
+        "simclr_ssps_pl_r1": aggregate({s: _entry(e) for s, e in enumerate([0.17, 0.17, 0.17])}),
+    }
+    comparisons(methods, {"simclr_ssps_pl_r1": "simclr"}, {})
+    assert methods["simclr_ssps_pl_r1"]["test"]["vs_simclr"]["gap_closed_supervised"] == pytest.approx(0.5)
+
+    def chain(nmi1, nmi2, final):
+        q = {"purity": 0.5, "pairwise_precision": 0.4, "pairwise_recall": 0.3}
+        return {
+            "rounds": [
+                {"num_pseudo_speakers": 40, "quality": {**q, "nmi": nmi1}},
+                {"num_pseudo_speakers": 50, "quality": {**q, "nmi": nmi2}},
+            ],
+            "final": {"num_pseudo_speakers": 60, "quality": {**q, "nmi": final}},
+        }
+
+    methods = {**methods, "simclr_ssps_pl_r2": dict(methods["simclr_ssps_pl_r1"])}
+    add_cluster_quality(
+        methods,
+        ["simclr_ssps_pl_r1", "simclr_ssps_pl_r2"],
+        {0: chain(0.6, 0.7, 0.9), 1: chain(0.8, 0.9, 0.9)},
+    )
+    r1, r2 = methods["simclr_ssps_pl_r1"]["pseudo_labels"], methods["simclr_ssps_pl_r2"]["pseudo_labels"]
+    assert r1["trained_on"]["nmi"]["mean"] == pytest.approx(0.7) and r1["gives"]["nmi"][
+        "mean"
+    ] == pytest.approx(0.8)
+    assert (
+        r2["trained_on"]["num_pseudo_speakers"]["mean"] == 50
+        and r2["gives"]["num_pseudo_speakers"]["mean"] == 60
+    )
+    assert r2["gives"]["nmi"]["std"] == 0 and r2["round"] == 2
+    table = "\n".join(_pseudo_label_table({n: {**m, "label": label(n)} for n, m in methods.items()}))
+    assert (
+        "| SimCLR + SSPS → pseudo-labels (label-free), round 2 | gives | 60.0 ± 0.0 | 0.900 ± 0.000 |"
+        in table
+    )
+
+
+def test_demo_supervised_and_pseudo_label_rows_end_to_end(tiny_corpus, tmp_path):
+    out = tmp_path / "demo"
+    rows = "simclr,simclr_ssps,supervised,simclr_ssps_pl"
+    args = ["demo", "--corpus", str(tiny_corpus), "--out", str(out), "--rows", rows, "--rounds", "2"]
+    budget = ["--steps", "2", "--base-epochs", "1", "--cont-epochs", "2", "--batch-size", "8"]
+    assert main([*args, *budget]) == 0
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert {"supervised", "simclr_ssps_pl_r1", "simclr_ssps_pl_r2"} <= set(methods)
+    assert "simclr_ssps_pl" not in methods  # reported per round
+    chain = json.loads((out / "simclr_ssps_pl_s0" / "chain.json").read_text())
+    assert chain["init"] == str(out / "simclr_ssps_s0" / "latest.pt") and len(chain["rounds"]) == 2
+    # Each round: a continuation's steps of supervised training on its pseudo-labels.
+    assert methods["simclr_ssps_pl_r2"]["steps"] == 4 and methods["supervised"]["steps"] == 6
+    quality = methods["simclr_ssps_pl_r2"]["pseudo_labels"]
+    assert quality["trained_on"]["nmi"]["values"] == [chain["rounds"][1]["quality"]["nmi"]]
+    assert quality["gives"]["nmi"]["values"] == [chain["final"]["quality"]["nmi"]]
+    assert "gap_closed_supervised" in methods["simclr_ssps_pl_r1"]["test"]["vs_simclr"]
+    report = (out / "report.md").read_text()
+    assert "## Pseudo-labels per round" in report and "| supervised (labels: upper bound) | 1 |" in report

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ssps.demo.pipeline import Job, ensure_corpus, run_jobs
+from ssps.demo.pipeline import Job, chain_rounds, ensure_corpus, run_jobs
 from ssps.errors import SSPSError
 from ssps.train.log import setup_logging
 from ssps.utils.files import atomic_write_text
@@ -29,6 +29,7 @@ class Budget:
     cont_epochs: int = 8
     batch_size: int = 0  # 0 = the config's
     seeds: int = 1  # each continuation is trained with seeds 0 .. seeds-1 from the same base
+    rounds: int = 2  # pseudo-label rows: rounds of (label, train supervised for cont_epochs)
 
 
 # SSPS needs a base good enough for its pseudo-positives to be mostly right (docs/experiments.md).
@@ -40,12 +41,28 @@ QUICK = Budget(steps=20, base_epochs=6, cont_epochs=3)
 
 @dataclass(frozen=True)
 class Row:
-    """One method of the report: a continuation of ``family``'s base with ``config`` and ``overrides``."""
+    """One method of the report: a continuation of ``family``'s base with ``config`` and ``overrides``.
 
-    family: str  # "simclr" or "dino": whose base it continues
+    ``kind``: "continue" (from the family's base, the continuation's epochs), "scratch" (no base: the base's
+    plus the continuation's epochs from a random init, the same total steps) or "chain" (``ssps chain``
+    from the seed's ``after`` row: ``Budget.rounds`` rounds of pseudo-labels then supervised training).
+    """
+
+    family: str  # "simclr" or "dino": whose base it continues ("" for a scratch row)
     config: str
     overrides: tuple[str, ...] = ()
     ssps: bool = False  # SSPS from epoch base + 1 (the fill epoch is the base's last-plus-one)
+    kind: str = "continue"
+    after: str = ""  # chain rows: the row whose model (same seed) the chain starts from
+
+
+def chain_pseudo(num_utterances: int) -> tuple[str, ...]:
+    """Pseudo-label clustering of the chain rows, chosen on dev (docs/pseudo_labels.md, feasibility): K =
+    N / 10 k-means clusters, S by silhouette in 10..120 (K = 150 for the 1,504 training utterances of the
+    default corpus); smaller corpora scale the range down. No label is read."""
+    k = max(2, num_utterances // 10)
+    hi = max(2, min(120, k * 4 // 5))
+    return (f"pseudo.clusters={k}", f"pseudo.min_speakers={min(10, hi)}", f"pseudo.max_speakers={hi}")
 
 
 # The report's rows, in order. Names that read labels or recording metadata say so.
@@ -62,6 +79,11 @@ ROWS: dict[str, Row] = {
     "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
+    # The upper bound of the pseudo-label rows: AAM-softmax on the true speakers, the same total steps.
+    "supervised": Row("", "supervised.yaml", kind="scratch"),
+    # Label-free: SimCLR + SSPS's model -> pseudo-speakers -> supervised on them, for Budget.rounds rounds;
+    # reported per round as simclr_ssps_pl_r1, _r2, ...
+    "simclr_ssps_pl": Row("simclr", "chain.yaml", kind="chain", after="simclr_ssps"),
 }
 # The session-metadata row is one flag away (--rows ...,simclr_ssps_session_meta): left out of the default so
 # that `make demo` keeps the five continuations it was timed with.
@@ -86,6 +108,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seeds", type=int, default=1, help="train each continuation with seeds 0..N-1; report mean ± std"
     )
     p.add_argument(
+        "--rounds", type=int, default=2, help="pseudo-label rows (simclr_ssps_pl): rounds of the chain"
+    )
+    p.add_argument(
         "--rows",
         help=f"comma-separated methods (default {','.join(DEFAULT_ROWS)}; known: {','.join(ROWS)})",
     )
@@ -103,7 +128,44 @@ def job_name(row: str, seed: int) -> str:
 
 def families(rows: tuple[str, ...]) -> list[str]:
     """The bases the rows continue, SimCLR first."""
-    return sorted({ROWS[r].family for r in rows}, key=["simclr", "dino"].index)
+    return sorted({ROWS[r].family for r in rows if ROWS[r].kind != "scratch"}, key=["simclr", "dino"].index)
+
+
+def round_names(row: str, rounds: int) -> list[str]:
+    """The report's methods of a chain row: one per round."""
+    return [f"{row}_r{r}" for r in range(1, rounds + 1)]
+
+
+def _count_rows(manifest: Path) -> int:
+    try:
+        with open(manifest) as f:
+            return sum(1 for line in f if line.strip()) - 1  # less the header
+    except FileNotFoundError:
+        raise SSPSError(f"{manifest}: not found (the chain rows size their clustering by it)") from None
+
+
+def _chain_job(name: str, row: Row, seed: int, corpus: Path, data: list[str], budget: Budget) -> Job:
+    """``ssps chain`` from the seed's model of ``row.after``: every round trains ``cont_epochs`` epochs."""
+    train = [
+        *data,
+        f"train.epochs={budget.cont_epochs}",
+        f"train.seed={seed}",
+        "train.threads=1",
+        "method.supervised.margin_warmup_epochs=2",
+    ]
+    # A chain override list is one YAML value: [a=b,c=d]. No element may hold a comma.
+    overrides = (
+        f"init={{{job_name(row.after, seed)}}}",
+        f"train_manifest={corpus / 'train.tsv'}",
+        f"rounds={budget.rounds}",
+        f"overrides=[{','.join(o for o in train if not o.startswith('train.schedule_epochs'))}]",
+        f"pseudo.seed={seed}",
+        *chain_pseudo(_count_rows(corpus / "train.tsv")),
+        *row.overrides,
+    )
+    return Job(
+        job_name(name, seed), str(CONFIGS / row.config), overrides, (job_name(row.after, seed),), 1, "chain"
+    )
 
 
 def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = False) -> list[Job]:
@@ -116,6 +178,11 @@ def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = Fals
         raise SSPSError(f"--rows: unknown method {unknown[0]!r}; expected some of {', '.join(ROWS)}")
     if budget.seeds < 1:
         raise SSPSError(f"--seeds: expected a positive number of seeds, got {budget.seeds}")
+    if budget.rounds < 1:
+        raise SSPSError(f"--rounds: expected a positive number of rounds, got {budget.rounds}")
+    missing = [(r, ROWS[r].after) for r in rows if ROWS[r].after and ROWS[r].after not in rows]
+    if missing:
+        raise SSPSError(f"--rows: {missing[0][0]} starts from {missing[0][1]}'s models; add {missing[0][1]}")
     data = [
         f"data.train_manifest={corpus / 'train.tsv'}",
         f"data.val_trials={corpus / 'trials' / 'dev_cross_session.txt'}",
@@ -139,6 +206,13 @@ def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = Fals
     for seed in range(budget.seeds):
         for name in rows:
             row = ROWS[name]
+            if row.kind == "chain":
+                jobs.append(_chain_job(name, row, seed, corpus, data, budget))
+                continue
+            if row.kind == "scratch":
+                overrides = (*data, total, f"train.seed={seed}", *row.overrides)
+                jobs.append(Job(job_name(name, seed), str(CONFIGS / row.config), overrides))
+                continue
             extra = (ssps_on, *row.overrides) if row.ssps else row.overrides
             overrides = (*data, total, f"train.seed={seed}", f"train.init={{{row.family}_base}}", *extra)
             jobs.append(
@@ -164,7 +238,7 @@ def _commit() -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ssps.demo.evaluate import evaluate_runs
+    from ssps.demo.evaluate import add_cluster_quality, evaluate_runs
     from ssps.demo.report import write_report
 
     t0 = time.perf_counter()
@@ -180,6 +254,7 @@ def run_demo(args: argparse.Namespace) -> int:
         cont_epochs=args.cont_epochs or default.cont_epochs,
         batch_size=args.batch_size or 0,
         seeds=args.seeds,
+        rounds=args.rounds,
     )
     rows = tuple(args.rows.split(",")) if args.rows else (QUICK_ROWS if args.quick else DEFAULT_ROWS)
     jobs = plan(corpus, rows, budget_cfg)
@@ -189,9 +264,18 @@ def run_demo(args: argparse.Namespace) -> int:
     budget["jobs"] = {name: round(r.seconds, 1) for name, r in results.items()}
     t2 = time.perf_counter()
     checkpoints = {f"{f}_base": {0: results[f"{f}_base"].checkpoint} for f in families(rows)}
+    chains: dict[str, dict[int, dict]] = {}
     for name in rows:
+        if ROWS[name].kind == "chain":
+            seeds = range(budget_cfg.seeds)
+            chains[name] = {s: chain_rounds(results[job_name(name, s)].checkpoint) for s in seeds}
+            for r, method in enumerate(round_names(name, budget_cfg.rounds)):
+                checkpoints[method] = {s: Path(c["rounds"][r]["model"]) for s, c in chains[name].items()}
+            continue
         checkpoints[name] = {s: results[job_name(name, s)].checkpoint for s in range(budget_cfg.seeds)}
     methods, scores = evaluate_runs(checkpoints, corpus, out)
+    for name, per_seed in chains.items():
+        add_cluster_quality(methods, round_names(name, budget_cfg.rounds), per_seed)
     budget["evaluation_seconds"] = round(time.perf_counter() - t2, 1)
     budget["total_seconds"] = round(time.perf_counter() - t0, 1)
     summary = {

@@ -136,9 +136,41 @@ def aggregate(per_seed: dict[int, dict]) -> dict:
     return out
 
 
+QUALITY_KEYS = ("num_pseudo_speakers", "nmi", "purity", "pairwise_precision", "pairwise_recall")
+
+
+def _quality(entry: dict) -> dict:
+    return {"num_pseudo_speakers": entry["num_pseudo_speakers"], **entry.get("quality", {})}
+
+
+def add_cluster_quality(methods: dict, round_methods: list[str], chains: dict[int, dict]) -> None:
+    """Give each round's method the quality of the pseudo-labels it was trained on (``trained_on``) and of
+    those it gives (``gives``: the next round's, or the final labelling), mean ± std over seeds.
+
+    ``chains``: seed -> that seed's ``chain.json``. The quality reads the true speakers: a diagnostic.
+    """
+    for r, name in enumerate(round_methods):
+        if name not in methods:
+            continue
+        sides: dict[str, list[dict]] = {"trained_on": [], "gives": []}
+        for chain in chains.values():
+            rounds = chain["rounds"]
+            sides["trained_on"].append(_quality(rounds[r]))
+            nxt = rounds[r + 1] if r + 1 < len(rounds) else chain.get("final")
+            if nxt is not None:
+                sides["gives"].append(_quality(nxt))
+        methods[name]["pseudo_labels"] = {
+            side: {k: summarise([float(q[k]) for q in qs]) for k in QUALITY_KEYS if all(k in q for q in qs)}
+            for side, qs in sides.items()
+            if qs
+        }
+        methods[name]["pseudo_labels"]["round"] = r + 1
+
+
 def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str]) -> None:
     """Add to each method, per split, its difference with its family's baseline (against 2 x the baseline's
-    seed spread) and, where an upper bound ran, the share of the baseline-to-upper gap it closes."""
+    seed spread) and, where an upper bound ran, the share of the baseline-to-upper gap it closes: the
+    oracle's (``gap_closed``) and supervised training's with the true labels (``gap_closed_supervised``)."""
     for name, m in methods.items():
         base = baselines.get(name)
         if base is None or base == name or base not in methods:
@@ -154,6 +186,9 @@ def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str])
                 c["gap_closed"] = gap_closed(
                     mine["mean"], ref["mean"], methods[top][split]["cross_session"]["stats"]["eer"]["mean"]
                 )
+            if "supervised" in methods and split in methods["supervised"]:
+                sup = methods["supervised"][split]["cross_session"]["stats"]["eer"]["mean"]
+                c["gap_closed_supervised"] = gap_closed(mine["mean"], ref["mean"], sup)
             m[split]["vs_" + base] = c
 
 
@@ -168,7 +203,11 @@ def evaluate_runs(checkpoints: dict[str, dict[int, Path]], corpus: Path, out: Pa
     methods = {"random_init": aggregate({0: entries["random_init"]})}
     for name, seeds in checkpoints.items():
         methods[name] = aggregate({seed: entries[f"{name}/{seed}"] for seed in seeds})
-    baselines = {n: n.split("_")[0] for n in methods if n != "random_init" and not n.endswith("_base")}
+    baselines = {
+        n: n.split("_")[0]
+        for n in methods
+        if n not in ("random_init", "supervised") and not n.endswith("_base")
+    }
     upper = {n: f"{n.split('_')[0]}_oracle" for n in baselines}
     comparisons(methods, baselines, upper)
     seed0 = {

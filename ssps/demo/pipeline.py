@@ -26,13 +26,23 @@ CONFIGS = PACKAGE.parent / "configs"
 
 @dataclass(frozen=True)
 class Job:
-    """One ``ssps train`` process."""
+    """One ``ssps train`` (or ``ssps chain``) process."""
 
     name: str
     config: str
     overrides: tuple[str, ...]
     after: tuple[str, ...] = ()  # jobs that must finish first
     threads: int = 1
+    command: str = "train"  # or "chain": its result is OUT/chain.json, not a checkpoint
+
+
+# What a finished job leaves for the jobs after it (``{name}`` in their overrides) and for evaluation.
+RESULT_FILES = {"train": "latest.pt", "chain": "chain.json"}
+
+
+def chain_rounds(chain_json: Path) -> dict:
+    """A finished chain job's ``chain.json``: the model and the label quality of each round."""
+    return json.loads(Path(chain_json).read_text())
 
 
 @dataclass
@@ -80,6 +90,10 @@ def code_version() -> str:
 def _resolved(job: Job, overrides: list[str]) -> dict:
     from ssps.config import load_config, to_dict
 
+    if job.command == "chain":
+        from ssps.pseudo.chain import load_chain_config
+
+        return to_dict(load_chain_config(job.config, overrides))
     return to_dict(load_config(job.config, [*overrides, f"train.threads={job.threads}"]))
 
 
@@ -121,6 +135,7 @@ def run_jobs(
     code = code_version()
     done: dict[str, JobResult] = {}
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
+    commands = {job.name: job.command for job in jobs}
     pending = list(jobs)
     while pending or running:
         busy = sum(job.threads for _, _, job in running.values())
@@ -133,29 +148,21 @@ def run_jobs(
                 ]
                 resolved = _resolved(job, overrides)
                 state = _reusable(run_dir, resolved, code, reuse_any_finished) if run_dir.is_dir() else "new"
+                result = run_dir / RESULT_FILES[job.command]
                 if state == "done":
                     info = json.loads((run_dir / "done.json").read_text())
-                    done[job.name] = JobResult(
-                        job.name, info["seconds"], run_dir / "latest.pt", run_dir / "stdout.log"
-                    )
+                    done[job.name] = JobResult(job.name, info["seconds"], result, run_dir / "stdout.log")
                     continue
                 if state == "stale":
                     stale = out / f"{job.name}.stale"
                     shutil.rmtree(stale, ignore_errors=True)
                     run_dir.rename(stale)
                     log.warning("%s was made by another config or code version: moved to %s", run_dir, stale)
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "ssps",
-                    "train",
-                    job.config,
-                    *overrides,
-                    f"train.threads={job.threads}",
-                    "--out",
-                    str(run_dir),
-                ]
-                if state == "resume" and (run_dir / "latest.pt").is_file():
+                threads = [f"train.threads={job.threads}"] if job.command == "train" else []
+                cmd = [sys.executable, "-m", "ssps", job.command, job.config, *overrides, *threads]
+                cmd += ["--out", str(run_dir)]
+                # A chain continues by itself: finished steps are skipped, a cut training resumes.
+                if job.command == "train" and state == "resume" and (run_dir / "latest.pt").is_file():
                     cmd.append("--resume")
                 run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(
@@ -182,5 +189,6 @@ def run_jobs(
             seconds = time.perf_counter() - t0
             atomic_write_text(run_dir / "done.json", json.dumps({"seconds": seconds}) + "\n")
             log.info("done %s in %.0f s", name, seconds)
-            done[name] = JobResult(name, seconds, run_dir / "latest.pt", run_dir / "stdout.log")
+            result = run_dir / RESULT_FILES[commands[name]]
+            done[name] = JobResult(name, seconds, result, run_dir / "stdout.log")
     return done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,24 @@ LABELS = {
     "dino": "DINO",
     "dino_ssps": "DINO + SSPS (label-free: knn outside own channel cluster)",
     "dino_ssps_session_meta": "DINO + SSPS + session metadata",
+    "simclr_ssps_pl": "SimCLR + SSPS → pseudo-labels (label-free)",
+    "supervised": "supervised (labels: upper bound)",
 }
+ROUND = re.compile(r"^(.+)_r(\d+)$")  # a chain row's round: simclr_ssps_pl_r2
+
+
+def label(name: str) -> str:
+    """A method's label in the report; a chain round is its row's label with ', round r'."""
+    m = ROUND.match(name)
+    if name not in LABELS and m and m.group(1) in LABELS:
+        return f"{LABELS[m.group(1)]}, round {m.group(2)}"
+    return LABELS.get(name, name)
 
 
 def plot_dets(scores_cache: dict, out: Path) -> None:
     """DET curves of every method (seed 0) per test list, bases left out."""
     for key, systems in scores_cache.items():
-        shown = {LABELS.get(n, n): v for n, v in systems.items() if not n.endswith("_base")}
+        shown = {label(n): v for n, v in systems.items() if not n.endswith("_base")}
         plot_det_curves(shown, out / f"det_{key}.png", title=f"{key.replace('_', '-')} trials")
 
 
@@ -56,7 +68,7 @@ def _plot_diagnostics(methods: dict, path: Path) -> bool:
         ax = fig.add_subplot(1, len(keys), i + 1)
         for name, records in runs.items():
             xs = [r["epoch"] for r in records if key in r]
-            ax.plot(xs, [r[key] for r in records if key in r], "o-", label=LABELS.get(name, name))
+            ax.plot(xs, [r[key] for r in records if key in r], "o-", label=label(name))
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1)
@@ -100,9 +112,7 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
                 alpha=0.8,
                 linewidths=0,
             )
-        ax.set_title(
-            f"{LABELS.get(name.split('/')[0], name)}: colour = speaker, marker = session", fontsize=9
-        )
+        ax.set_title(f"{label(name.split('/')[0])}: colour = speaker, marker = session", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -110,8 +120,11 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
         fig.savefig(f, format="png", dpi=110)
 
 
-def _order(name: str) -> int:
-    return list(LABELS).index(name) if name in LABELS else len(LABELS)
+def _order(name: str) -> tuple[int, int]:
+    m = ROUND.match(name)
+    if name not in LABELS and m and m.group(1) in LABELS:
+        return list(LABELS).index(m.group(1)), int(m.group(2))
+    return (list(LABELS).index(name) if name in LABELS else len(LABELS)), 0
 
 
 def _cell(entry: dict, split: str, key: str, metric: str = "eer") -> str:
@@ -130,6 +143,8 @@ def _delta(entry: dict, split: str) -> str:
         text += " (> 2 std)" if c["exceeds_spread"] else " (within 2 std)"
     if c.get("gap_closed") is not None:
         text += f", {100 * c['gap_closed']:.0f} % of gap"
+    if c.get("gap_closed_supervised") is not None:
+        text += f", {100 * c['gap_closed_supervised']:.0f} % of the gap to supervised"
     return text
 
 
@@ -172,11 +187,36 @@ def _pseudo_positive_table(methods: dict) -> list[str]:
     return lines + [""]
 
 
+def _pseudo_label_table(methods: dict) -> list[str]:
+    rows = [n for n, m in methods.items() if "pseudo_labels" in m]
+    if not rows:
+        return []
+    lines = [
+        "## Pseudo-labels per round\n",
+        "Training set, mean ± std over seeds, against the true speakers (a diagnostic: the clustering "
+        "never reads them). 'trained on': the labels of the round's training, made by the previous model; "
+        "'gives': the labels the round's model makes.\n",
+        "| method | labels | pseudo-speakers | NMI | purity | pairwise precision | pairwise recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in rows:
+        for side in ("trained_on", "gives"):
+            q = methods[n]["pseudo_labels"].get(side)
+            if not q:
+                continue
+            cells = [pm(q["num_pseudo_speakers"], 1.0, 1)] + [
+                pm(q[k], 1.0, 3) if k in q else "–"
+                for k in ("nmi", "purity", "pairwise_precision", "pairwise_recall")
+            ]
+            lines.append(f"| {methods[n]['label']} | {side.replace('_', ' ')} | {' | '.join(cells)} |")
+    return lines + [""]
+
+
 def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
     """Write ``report.md`` and its figures; returns the test table (markdown) for the terminal."""
     methods = dict(sorted(summary["methods"].items(), key=lambda kv: _order(kv[0])))
     for name, m in methods.items():
-        m["label"] = LABELS.get(name, name)
+        m["label"] = label(name)
     plot_dets(scores, out)
     seeds = summary["budget"]["plan"]["seeds"]
     test_table, dev_table = results_table(methods, "test"), results_table(methods, "dev")
@@ -198,7 +238,9 @@ def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
         "standard deviation over seeds. Δ is the change of the mean cross-session EER from the family's "
         "baseline, marked '> 2 std' when it exceeds twice the baseline's seed spread; '% of gap' is the "
         "share of the baseline-to-oracle gap closed. The oracle reads the speaker labels: an upper bound, "
-        "not a method; '+ session metadata' reads the recording ids.\n"
+        "not a method; '+ session metadata' reads the recording ids. 'supervised' trains AAM-softmax on "
+        "the true speakers from scratch for the base's plus a continuation's steps; a pseudo-label round "
+        "trains it on pseudo-speakers, from the previous model, for a continuation's steps.\n"
     )
     lines.append("## Test lists (speakers never seen in training or in any choice): the reported figures\n")
     lines.append(test_table + "\n")
@@ -206,6 +248,7 @@ def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
         lines.append("## Dev lists (their own speakers): where settings were chosen\n")
         lines.append(dev_table + "\n")
     lines += _pseudo_positive_table(methods)
+    lines += _pseudo_label_table(methods)
     lines.append("## DET curves (test, cross-session trials, seed 0)\n\n![DET](det_cross_session.png)\n")
     if _plot_diagnostics(methods, out / "ssps_diagnostics.png"):
         lines.append(
