@@ -163,6 +163,10 @@ class _StoreFirst:
         wav = self.store.get(path)
         return self.fallback.get(path) if wav is None else wav
 
+    def clip(self, path):
+        """The stored file as a clip, so a talker converts only its excerpt (None: not in the store)."""
+        return self.store.clip_of(path)
+
     def __call__(self, path):
         wav = self.store.get(path)
         return self.fallback(path) if wav is None else wav

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from ssps.audio.io import load_audio
-from ssps.augment.noise import AnyOf, ColouredNoise, NoiseDraw, NoiseSource, random_segment
+from ssps.augment.noise import AnyOf, ColouredNoise, NoiseDraw, NoiseSource, fit_length, random_segment
 from ssps.config import AugmentConfig
 from ssps.data.manifest import read_manifest
 from ssps.errors import SSPSError
@@ -123,7 +123,17 @@ class FileNoise(NoiseSource):
         return cls(files, snr, MUSAN_COUNTS, sample_rate, cache_bytes)
 
     def _segment(self, path: Path, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-        """Cached files are cropped in memory, long ones at the right rate read in part, others cached."""
+        """Cached files are cropped in memory, long ones at the right rate read in part, others cached.
+
+        A cache that holds clips (the shared training store) converts only the excerpt: the same draws and
+        the same samples as :func:`random_segment` on the whole converted file."""
+        clip = self.cache.clip(path) if hasattr(self.cache, "clip") else None
+        if clip is not None and clip.frames > 0:
+            span = clip.frames - num_samples
+            start = int(rng.integers(0, span + 1) if span >= 0 else rng.integers(0, clip.frames))
+            if start + num_samples <= clip.frames:
+                return clip.read(start, start + num_samples)
+            return fit_length(clip.read(0, clip.frames), num_samples, start)
         cached = self.cache.get(path)
         if cached is None:
             part = read_segment(path, num_samples, rng, self.sample_rate)

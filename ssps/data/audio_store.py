@@ -108,10 +108,15 @@ class AudioStore:
         start = int(self.offsets[row])
         return ArrayClip(self.samples[start : start + n])
 
+    def clip_of(self, path: str | Path) -> ArrayClip | None:
+        """A stored training file as a clip (read in parts), or None when it is not in the store."""
+        row = self.row_of.get(stored_path(path))
+        return None if row is None else self.clip(row)
+
     def get(self, path: str | Path) -> np.ndarray | None:
         """The float32 waveform of a stored training file, or None (the babble noise source's lookup)."""
-        row = self.row_of.get(stored_path(path))
-        return None if row is None else self.clip(row).read(0, int(self.lengths[row]))
+        clip = self.clip_of(path)
+        return None if clip is None else clip.read(0, clip.frames)
 
 
 def estimate_bytes(manifest: Manifest, rows: list[int], sample_rate: int) -> int:
