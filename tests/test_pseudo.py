@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,55 @@ def test_shipped_chain_configs_load_and_name_a_supervised_config(path):
     repo = Path(__file__).parents[1]
     assert load_config(repo / chain.supervised).method.name == "supervised"
     assert chain.rounds >= 1 and chain.pseudo.criterion in CRITERIA
+
+
+def _recordings(tmp_path, recordings=4, per=3):
+    """Recordings told apart only by their channel: the same kind of source through a different band gain
+    and noise floor each; the speaker column is blank, the session column a decoy (all one value)."""
+    import scipy.signal
+    import soundfile as sf
+
+    from ssps.data.manifest import read_manifest
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(recordings):
+        b, a = scipy.signal.butter(4, [200 + 700 * r, 1200 + 1500 * r], btype="band", fs=16000)
+        for u in range(per):
+            wav = scipy.signal.lfilter(b, a, rng.standard_normal(16000)) + 0.01 * (
+                r + 1
+            ) * rng.standard_normal(16000)
+            path = tmp_path / f"r{r}_u{u}.wav"
+            sf.write(path, (0.3 * wav / np.abs(wav).max()).astype(np.float32), 16000)
+            rows.append(Utterance(f"r{r}_u{u}", str(path), "", "same", 1.0))
+    write_manifest(tmp_path / "rec.tsv", rows)
+    return read_manifest(tmp_path / "rec.tsv")
+
+
+def test_channel_groups_find_recordings_from_the_audio_alone(tmp_path):
+    from ssps.pseudo.labelling import channel_groups
+
+    groups = channel_groups(_recordings(tmp_path), 4, seed=0, sample_rate=16000)
+    truth = np.repeat(np.arange(4), 3)
+    assert cluster_quality(groups, truth)["nmi"] == pytest.approx(1.0)
+    with pytest.raises(SSPSError, match="channel_groups=13 must be between 2 and the 12 utterances"):
+        channel_groups(_recordings(tmp_path), 13, seed=0, sample_rate=16000)
+
+
+def test_channel_groups_label_per_group_without_reading_speakers_or_sessions(
+    toy_corpus, checkpoint, tmp_path
+):
+    cfg = PseudoLabelConfig(clusters=3, max_speakers=3, channel_groups=6)
+    plain = pseudo_label(checkpoint, toy_corpus / "train.tsv", tmp_path / "a", cfg)
+    n = len(read_manifest(toy_corpus / "train.tsv"))
+    blind = _relabelled(toy_corpus, tmp_path / "blind.tsv", speaker=[""] * n, session=[""] * n)
+    pseudo_label(checkpoint, blind, tmp_path / "b", cfg)
+    spk = lambda d: [r.speaker for r in read_manifest(d / "train.tsv").rows]  # noqa: E731
+    assert spk(tmp_path / "a") == spk(tmp_path / "b")
+    assert plain["quality_channel_groups"]["num_clusters"] == 6  # diagnostic against the true sessions
+    with pytest.raises(SSPSError, match="session_metadata and channel_groups are alternatives"):
+        pseudo_label(
+            checkpoint, toy_corpus / "train.tsv", tmp_path / "c", replace(cfg, session_metadata=True)
+        )
+    with pytest.raises(SSPSError, match="clusters=8 is more than the 6 channel groups"):
+        pseudo_label(checkpoint, toy_corpus / "train.tsv", tmp_path / "d", replace(cfg, clusters=8))

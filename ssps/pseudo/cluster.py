@@ -50,6 +50,10 @@ class PseudoLabelConfig:
     iterations: int = 10  # k-means iterations
     backend: str = "torch"  # torch | faiss (optional, for very large K on CPU)
     session_metadata: bool = False  # cluster session-mean embeddings: one pseudo-label per recording
+    # Label-free stand-in for recordings: G k-means groups of the utterances' channel fingerprints (audio
+    # only, ssps/sampling/channel.py); the group-mean embeddings are clustered and every utterance takes its
+    # group's pseudo-speaker. 0 = off.
+    channel_groups: int = 0
     seed: int = 0
 
 

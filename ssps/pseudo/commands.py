@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="use the session column (recording metadata): one pseudo-speaker per recording",
     )
+    p.add_argument(
+        "--channel-groups",
+        dest="channel_groups",
+        type=int,
+        help="label-free: pool the embeddings of G groups of alike channel fingerprints (recordings)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)

@@ -12,7 +12,8 @@ Stages, each a file in ``OUT``:
 
 The clustering never reads the speaker column. With ``session_metadata`` it reads the session column
 (recording ids, not speaker labels): the mean embedding of each recording is clustered, and every
-utterance takes its recording's pseudo-speaker.
+utterance takes its recording's pseudo-speaker. ``channel_groups`` does the same label-free: groups of
+utterances with alike channel fingerprints (audio only) stand in for the recordings.
 """
 
 from __future__ import annotations
@@ -61,10 +62,41 @@ def _pool_sessions(manifest: Manifest, vectors: np.ndarray) -> tuple[np.ndarray,
         )
     _, codes = manifest.labels("session")
     codes = np.asarray(codes)
+    return _pool(vectors, codes), codes
+
+
+def _pool(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(N, D) embeddings and (N,) group codes 0..G-1 -> (G, D) sums of the normalised rows."""
     x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     sums = np.zeros((codes.max() + 1, x.shape[1]), dtype=np.float64)
     np.add.at(sums, codes, x)
-    return sums.astype(np.float32), codes
+    return sums.astype(np.float32)
+
+
+def channel_groups(manifest: Manifest, groups: int, seed: int, sample_rate: int) -> np.ndarray:
+    """(N,) label-free recording stand-ins: spherical k-means of each whole utterance's channel fingerprint
+    (:mod:`ssps.sampling.channel`: log-mel mean and spread per band, z-scored over the set) into ``groups``
+    groups, numbered 0..G-1 (empty ones dropped). Reads the audio only."""
+    import torch
+
+    from ssps.audio.io import load_audio
+    from ssps.sampling.channel import channel_statistics, fingerprint_keys
+    from ssps.sampling.kmeans import spherical_kmeans
+
+    if not 2 <= groups <= len(manifest):
+        raise SSPSError(
+            f"{manifest.source}: channel_groups={groups} must be between 2 and the {len(manifest)} utterances"
+        )
+    stats = torch.cat(
+        [
+            channel_statistics(
+                torch.from_numpy(load_audio(manifest.resolve(i), sample_rate))[None], sample_rate
+            )
+            for i in range(len(manifest))
+        ]
+    )
+    km = spherical_kmeans(fingerprint_keys(stats), groups, iterations=20, seed=seed)
+    return np.unique(km.assignments.numpy(), return_inverse=True)[1]
 
 
 def pseudo_label(
@@ -87,10 +119,21 @@ def pseudo_label(
     vectors = _embeddings(checkpoint, manifest, out, device, batch_size)
     t_embed = time.perf_counter() - t0
     items, of_row = vectors, np.arange(n)
+    if cfg.session_metadata and cfg.channel_groups:
+        raise SSPSError(f"{manifest_path}: session_metadata and channel_groups are alternatives; set one")
     if cfg.session_metadata:
         items, of_row = _pool_sessions(manifest, vectors)
         if k > len(items):
             raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} recordings")
+    groups = None
+    if cfg.channel_groups:
+        from ssps.checkpoint import checkpoint_config, load_checkpoint
+
+        rate = checkpoint_config(load_checkpoint(checkpoint), checkpoint).features.sample_rate
+        groups = channel_groups(manifest, cfg.channel_groups, cfg.seed, rate)
+        items, of_row = _pool(vectors, groups), groups
+        if k > len(items):
+            raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} channel groups")
     t0 = time.perf_counter()
     try:
         result = pseudo_labels(items, cfg, device=device)
@@ -117,6 +160,10 @@ def pseudo_label(
         report["quality"] = cluster_quality(labels, np.array([r.speaker for r in manifest.rows]))
         report["quality_kmeans"] = cluster_quality(
             result.fine[of_row], np.array([r.speaker for r in manifest.rows])
+        )
+    if groups is not None and manifest.has_sessions:  # diagnostic: how well the groups find recordings
+        report["quality_channel_groups"] = cluster_quality(
+            groups, np.array([r.session for r in manifest.rows])
         )
     atomic_write_text(out / "quality.json", json.dumps(report, indent=2) + "\n")
     return report
