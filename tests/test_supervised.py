@@ -164,6 +164,9 @@ def _ddp_worker(rank, init_file, out_dir):
     torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         torch.save(_ddp_step(DistributedDataParallel(_ddp_model())), Path(out_dir) / f"rank{rank}.pt")
+        # Neither rank tears its gloo pairs down while the other may still use them: without this, one run
+        # in many aborted in rank 0 ("terminate called without an active exception") after a good step.
+        torch_dist.barrier()
     finally:
         torch_dist.destroy_process_group()
 
