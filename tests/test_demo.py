@@ -147,7 +147,7 @@ def test_demo_plan_adds_a_supervised_upper_bound_and_a_chain_after_each_ssps_see
         plan(tmp_path, ("simclr", "simclr_ssps_pl"), budget)
     with pytest.raises(SSPSError, match="--rounds: expected a positive"):
         plan(tmp_path, ("simclr_ssps", "simclr_ssps_pl"), Budget(rounds=0))
-    with pytest.raises(SSPSError, match="other/train.tsv: not found"):
+    with pytest.raises(SSPSError, match="other/train.tsv: manifest not found"):
         plan(tmp_path / "other", ("simclr_ssps", "simclr_ssps_pl"), budget)
 
 

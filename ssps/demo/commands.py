@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ssps.data.manifest import read_manifest
 from ssps.demo.pipeline import Job, chain_rounds, ensure_corpus, run_jobs
 from ssps.errors import SSPSError
 from ssps.train.log import setup_logging
@@ -137,14 +138,6 @@ def round_names(row: str, rounds: int) -> list[str]:
     return [f"{row}_r{r}" for r in range(1, rounds + 1)]
 
 
-def _count_rows(manifest: Path) -> int:
-    try:
-        with open(manifest) as f:
-            return sum(1 for line in f if line.strip()) - 1  # less the header
-    except FileNotFoundError:
-        raise SSPSError(f"{manifest}: not found (the chain rows size their clustering by it)") from None
-
-
 def _chain_job(name: str, row: Row, seed: int, corpus: Path, data: list[str], budget: Budget) -> Job:
     """``ssps chain`` from the seed's model of ``row.after``: every round trains ``cont_epochs`` epochs."""
     train = [
@@ -161,7 +154,7 @@ def _chain_job(name: str, row: Row, seed: int, corpus: Path, data: list[str], bu
         f"rounds={budget.rounds}",
         f"overrides=[{','.join(o for o in train if not o.startswith('train.schedule_epochs'))}]",
         f"pseudo.seed={seed}",
-        *chain_pseudo(_count_rows(corpus / "train.tsv")),
+        *chain_pseudo(len(read_manifest(corpus / "train.tsv"))),  # the clustering is sized by N
         *row.overrides,
     )
     return Job(

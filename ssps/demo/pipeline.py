@@ -135,7 +135,6 @@ def run_jobs(
     code = code_version()
     done: dict[str, JobResult] = {}
     running: dict[str, tuple[subprocess.Popen, float, Job]] = {}
-    commands = {job.name: job.command for job in jobs}
     pending = list(jobs)
     while pending or running:
         busy = sum(job.threads for _, _, job in running.values())
@@ -176,7 +175,7 @@ def run_jobs(
                 running[job.name] = (proc, time.perf_counter(), job)
                 busy += job.threads
         time.sleep(0.5)
-        for name, (proc, t0, _) in list(running.items()):
+        for name, (proc, t0, job) in list(running.items()):
             if proc.poll() is None:
                 continue
             del running[name]
@@ -189,6 +188,6 @@ def run_jobs(
             seconds = time.perf_counter() - t0
             atomic_write_text(run_dir / "done.json", json.dumps({"seconds": seconds}) + "\n")
             log.info("done %s in %.0f s", name, seconds)
-            result = run_dir / RESULT_FILES[commands[name]]
+            result = run_dir / RESULT_FILES[job.command]
             done[name] = JobResult(name, seconds, result, run_dir / "stdout.log")
     return done

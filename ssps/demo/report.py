@@ -32,12 +32,18 @@ LABELS = {
 ROUND = re.compile(r"^(.+)_r(\d+)$")  # a chain row's round: simclr_ssps_pl_r2
 
 
+def _round_of(name: str) -> tuple[str, int] | None:
+    """(row, r) when ``name`` is round r of a chain row the report knows, else None."""
+    m = ROUND.match(name)
+    if name in LABELS or m is None or m.group(1) not in LABELS:
+        return None
+    return m.group(1), int(m.group(2))
+
+
 def label(name: str) -> str:
     """A method's label in the report; a chain round is its row's label with ', round r'."""
-    m = ROUND.match(name)
-    if name not in LABELS and m and m.group(1) in LABELS:
-        return f"{LABELS[m.group(1)]}, round {m.group(2)}"
-    return LABELS.get(name, name)
+    chain = _round_of(name)
+    return f"{LABELS[chain[0]]}, round {chain[1]}" if chain else LABELS.get(name, name)
 
 
 def plot_dets(scores_cache: dict, out: Path) -> None:
@@ -121,10 +127,8 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
 
 
 def _order(name: str) -> tuple[int, int]:
-    m = ROUND.match(name)
-    if name not in LABELS and m and m.group(1) in LABELS:
-        return list(LABELS).index(m.group(1)), int(m.group(2))
-    return (list(LABELS).index(name) if name in LABELS else len(LABELS)), 0
+    row, r = _round_of(name) or (name, 0)
+    return (list(LABELS).index(row) if row in LABELS else len(LABELS)), r
 
 
 def _cell(entry: dict, split: str, key: str, metric: str = "eer") -> str:
