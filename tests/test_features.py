@@ -8,7 +8,7 @@ import pytest
 import scipy.signal
 import torch
 
-from ssps.audio.features import LogMelFrontEnd
+from ssps.audio.features import LogMelFrontEnd, _power
 from ssps.config import FeaturesConfig
 from ssps.errors import SSPSError
 
@@ -56,6 +56,15 @@ def test_batch_rows_equal_single_calls():
     for i in range(3):
         single = front(torch.from_numpy(wavs[i : i + 1]))
         torch.testing.assert_close(batch[i : i + 1], single, atol=1e-5, rtol=0)
+
+
+def test_power_spectrum_in_frame_order_is_the_same_power():
+    """The front end squares the STFT in (B, T, F) memory order; every bin is still re^2 + im^2 exactly."""
+    wav = torch.from_numpy(np.stack([_signal(s, 16000) for s in range(4)]))
+    spec = torch.stft(wav, 512, 160, 400, torch.hamming_window(400), return_complex=True)
+    power = _power(spec)
+    assert power.shape == spec.shape
+    assert torch.equal(power, spec.real.square() + spec.imag.square())
 
 
 def test_instance_norm_statistics():
