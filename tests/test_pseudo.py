@@ -21,7 +21,7 @@ from ssps.embedder import Embedder
 from ssps.errors import SSPSError
 from ssps.pseudo.chain import ChainConfig, load_chain_config, run_chain
 from ssps.pseudo.cluster import CRITERIA, PseudoLabelConfig, pseudo_labels
-from ssps.pseudo.labelling import pseudo_label
+from ssps.pseudo.labelling import pseudo_label, typical
 from ssps.pseudo.quality import cluster_quality
 
 
@@ -152,6 +152,42 @@ def test_session_metadata_gives_one_label_per_recording(toy_corpus, checkpoint, 
     nosess = _relabelled(toy_corpus, tmp_path / "nosess.tsv", session=[""] * n)
     with pytest.raises(SSPSError, match="session_metadata needs a session on every row"):
         pseudo_label(checkpoint, nosess, tmp_path / "t", cfg)
+
+
+def test_typical_keeps_each_label_s_rows_closest_to_its_mean():
+    # Each label: three rows along one axis and an outlier across it (which pulls the mean, not the order).
+    x = np.array([[1, 0], [1, 0], [0, 1], [1, 0], [-1, 0], [0, -1], [-1, 0], [-1, 0]], dtype=np.float32)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert typical(x, labels, 1.0).all()
+    assert typical(x, labels, 0.75).tolist() == [True, True, False, True, True, False, True, True]
+    # At least one row per label; among equals the earlier one.
+    assert typical(x, labels, 0.01).tolist() == [True, False, False, False, True, False, False, False]
+
+
+def test_keep_writes_the_typical_rows_and_reports_their_quality(toy_corpus, checkpoint, tmp_path, capsys):
+    cfg = PseudoLabelConfig(clusters=8, max_speakers=6)
+    full = pseudo_label(checkpoint, toy_corpus / "train.tsv", tmp_path / "all", cfg)
+    half = pseudo_label(checkpoint, toy_corpus / "train.tsv", tmp_path / "half", replace(cfg, keep=0.5))
+    rows = {r.utterance: r.speaker for r in read_manifest(tmp_path / "all" / "train.tsv").rows}
+    kept = read_manifest(tmp_path / "half" / "train.tsv").rows
+    assert full["kept"] == 24 and "quality_kept" not in full
+    assert (
+        half["kept"] == len(kept) < 24 and half["quality_kept"]["num_clusters"] == half["num_pseudo_speakers"]
+    )
+    assert all(rows[r.utterance] == r.speaker for r in kept)  # the same labels, fewer rows
+    assert len({r.speaker for r in kept}) == half["num_pseudo_speakers"]  # no pseudo-speaker lost
+    base = [
+        "pseudo-label",
+        str(checkpoint),
+        "--manifest",
+        str(toy_corpus / "train.tsv"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    capsys.readouterr()
+    assert main([*base, "--keep", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keep=0.0 must be a fraction in (0, 1]" in err[0]
 
 
 def test_bad_command_inputs_give_one_line(toy_corpus, checkpoint, tmp_path, capsys):

@@ -54,6 +54,9 @@ class PseudoLabelConfig:
     # only, ssps/sampling/channel.py); the group-mean embeddings are clustered and every utterance takes its
     # group's pseudo-speaker. 0 = off.
     channel_groups: int = 0
+    # Share of each pseudo-speaker's utterances written out: those closest (cosine) to its mean embedding;
+    # the rest, the likeliest to be another speaker, are left out of the supervised training. 1 = all.
+    keep: float = 1.0
     seed: int = 0
 
 

@@ -36,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="label-free: pool the embeddings of G groups of alike channel fingerprints (recordings)",
     )
+    p.add_argument(
+        "--keep",
+        type=float,
+        help="write only this share of each pseudo-speaker's utterances, the closest to its mean (default 1)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)

@@ -7,6 +7,8 @@ Stages, each a file in ``OUT``:
 - ``train.tsv``: the input rows (absolute paths) whose ``speaker`` column is the pseudo-speaker
   (``pseudo00000``, the largest first); the true speaker, when the input had one, is kept in the extra
   column ``true_speaker`` for diagnostics; no ssps code reads it.
+  With ``keep`` < 1 only each pseudo-speaker's most typical utterances (closest to its mean embedding) are
+  written.
 - ``quality.json`` (written last): the number of pseudo-speakers, how it was chosen, and, when the input
   has speakers, NMI, purity and pairwise precision / recall against them (:mod:`ssps.pseudo.quality`).
 
@@ -99,6 +101,24 @@ def channel_groups(manifest: Manifest, groups: int, seed: int, sample_rate: int)
     return np.unique(km.assignments.numpy(), return_inverse=True)[1]
 
 
+def typical(vectors: np.ndarray, labels: np.ndarray, keep: float) -> np.ndarray:
+    """(N,) bool: per label, the ``ceil(keep * size)`` rows of highest cosine to the label's mean direction
+    (at least one per label; all when ``keep`` is 1). Ties go to the earlier row."""
+    if keep >= 1:
+        return np.ones(len(labels), dtype=bool)
+    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    centres = np.zeros((labels.max() + 1, x.shape[1]), dtype=np.float64)
+    np.add.at(centres, labels, x)
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    score = np.einsum("nd,nd->n", x, centres[labels])
+    kept = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        best = members[np.argsort(-score[members], kind="stable")]
+        kept[best[: int(np.ceil(keep * len(members)))]] = True
+    return kept
+
+
 def pseudo_label(
     checkpoint: str | Path,
     manifest_path: str | Path,
@@ -109,6 +129,8 @@ def pseudo_label(
 ) -> dict:
     """Embed, cluster and write ``OUT/train.tsv`` and ``OUT/quality.json``; returns the quality dict."""
     out, checkpoint = Path(out_dir), Path(checkpoint)
+    if not 0 < cfg.keep <= 1:
+        raise SSPSError(f"pseudo-label: keep={cfg.keep} must be a fraction in (0, 1]")
     manifest = read_manifest(manifest_path)
     n = len(manifest)
     k = cfg.clusters
@@ -141,23 +163,34 @@ def pseudo_label(
         raise SSPSError(f"{manifest_path}: {e}") from None
     labels = result.labels[of_row]
     names = [f"pseudo{i:05d}" for i in labels]
+    kept = typical(vectors, labels, cfg.keep)
     rows = [
         Utterance(r.utterance, str(manifest.resolve(i).resolve()), names[i], r.session, r.duration)
         for i, r in enumerate(manifest.rows)
+        if kept[i]
     ]
-    extra = {"true_speaker": [r.speaker for r in manifest.rows]} if manifest.has_speakers else None
+    extra = (
+        {"true_speaker": [r.speaker for r, k in zip(manifest.rows, kept, strict=True) if k]}
+        if manifest.has_speakers
+        else None
+    )
     write_manifest(out / "train.tsv", rows, extra)
     report = {
         "checkpoint": str(checkpoint),
         "manifest": str(manifest_path),
         "utterances": n,
         "num_pseudo_speakers": result.num_speakers,
+        "kept": int(kept.sum()),
         "selection": result.selection,
         "settings": asdict(cfg),
         "seconds": {"embed": round(t_embed, 2), "cluster": round(time.perf_counter() - t0, 2)},
     }
     if manifest.has_speakers:  # diagnostics only: nothing above read the speaker column
         report["quality"] = cluster_quality(labels, np.array([r.speaker for r in manifest.rows]))
+        if not kept.all():  # the rows the supervised stage trains on
+            report["quality_kept"] = cluster_quality(
+                labels[kept], np.array([r.speaker for r in manifest.rows])[kept]
+            )
         report["quality_kmeans"] = cluster_quality(
             result.fine[of_row], np.array([r.speaker for r in manifest.rows])
         )
