@@ -143,6 +143,9 @@ class SSPSConfig:
     exclude_same_channel: bool = False  # label-free: never draw from the anchor's channel-fingerprint cluster
     channel_clusters: int = 0  # K of the fingerprint clustering (recordings); 0 = N / 8 (~7 utt. per video)
     loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
+    # Reads SPEAKER LABELS (a diagnostic, never a self-supervised result): a drawn positive of another
+    # speaker is dropped and the anchor keeps its same-utterance positive; what the wrong draws cost.
+    oracle_filter: bool = False
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32
     dino_store: str = "bottleneck"  # bottleneck (256-d, logits recomputed) | logits

@@ -194,6 +194,29 @@ def test_oracle_is_same_speaker_other_session():
     _check_rows(res, s)
 
 
+def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():
+    """The diagnostic reads labels: the same draws as the label-free sampler, minus the other speakers'."""
+    ref, _, _ = _corpus()
+    noisy = F.normalize(ref + 0.3 * torch.randn(N, DIM, generator=torch.Generator().manual_seed(1)), dim=1)
+    plain = _sampler("knn", knn_neighbours=5, ref=noisy)
+    filtered = _sampler("knn", knn_neighbours=5, oracle_filter=True, ref=noisy)
+    assert uses_labels(filtered.cfg) and not uses_sessions(filtered.cfg)
+    assert (filtered.speaker_ids >= 0).all() and (filtered.session_ids == -1).all()
+    anchors = torch.arange(N)
+    a, b = plain.sample(anchors, step=3), filtered.sample(anchors, step=3)
+    speaker, _ = _labels()
+    right = a.found & (speaker[a.source_indices.clamp_min(0)] == speaker)
+    assert 0 < int(right.sum()) < N  # knn 5 over noisy blobs draws some wrong speakers to drop
+    assert torch.equal(b.found, right)
+    assert torch.equal(b.source_indices, torch.where(right, a.source_indices, -1))
+    _check_rows(b, filtered)
+    for sampling in ("oracle", "kmeans"):
+        with pytest.raises(SSPSError, match=f"ssps.oracle_filter .* ssps.sampling={sampling}"):
+            _sampler(sampling, oracle_filter=True)
+    with pytest.raises(SSPSError, match="need speaker labels"):
+        _sampler("knn", oracle_filter=True, with_labels=False)
+
+
 def test_knn_returns_one_of_the_k_nearest_allowed():
     k = 3
     s = _sampler("knn", knn_neighbours=k, exclude_same_session=True)

@@ -79,6 +79,8 @@ ROWS: dict[str, Row] = {
     ),
     "simclr_ssps_session_meta": Row("simclr", "simclr_ssps_session_meta.yaml", ssps=True),
     "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
+    # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
+    "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
     # The upper bound of the pseudo-label rows: AAM-softmax on the true speakers, the same total steps.

@@ -22,6 +22,7 @@ LABELS = {
     "simclr_ssps_paper": "SimCLR + SSPS (label-free: the paper's kmeans-repr)",
     "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
     "simclr_oracle": "SimCLR + oracle positives (labels)",
+    "simclr_ssps_oracle_filter": "SimCLR + SSPS, wrong-speaker draws dropped (oracle filter: labels)",
     "dino_base": "DINO (base)",
     "dino": "DINO",
     "dino_ssps": "DINO + SSPS (label-free: knn outside own channel cluster)",

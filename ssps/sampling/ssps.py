@@ -27,13 +27,14 @@ from ssps.sampling.queue import PositiveQueue, ReferenceQueue, queue_dtype
 
 
 def uses_labels(cfg: SSPSConfig) -> bool:
-    """The sampler reads speaker labels (the supervised upper bound, never a self-supervised result)."""
-    return cfg.sampling == "oracle"
+    """The sampler reads speaker labels (``oracle``, the supervised upper bound, or ``oracle_filter``, a
+    diagnostic): never a self-supervised result."""
+    return cfg.sampling == "oracle" or cfg.oracle_filter
 
 
 def uses_sessions(cfg: SSPSConfig) -> bool:
     """The sampler reads the session column (recording metadata: "+ session metadata" in every result)."""
-    return cfg.exclude_same_session or cfg.session_pooling or uses_labels(cfg)
+    return cfg.exclude_same_session or cfg.session_pooling or cfg.sampling == "oracle"
 
 
 # Buffers whose size cluster() decides (K clusters, S sessions); loaded by replacement, not copy.
@@ -82,11 +83,18 @@ class SSPSSampler(nn.Module):
                 f"got {cfg.num_clusters} and {cfg.nearest_clusters}"
             )
         self.cfg, self.seed, self.pos_shape = cfg, seed, tuple(pos_shape)
+        if cfg.oracle_filter and cfg.sampling in ("oracle", "kmeans"):
+            raise SSPSError(
+                f"ssps.oracle_filter drops drawn utterances of another speaker; ssps.sampling={cfg.sampling} "
+                "draws none to check (oracle: always the speaker; kmeans: centroids)"
+            )
         if cfg.sampling == "kmeans" and self.pos_shape != (ref_dim,):
             raise SSPSError(f"ssps.sampling=kmeans: positives need shape ({ref_dim},), got {self.pos_shape}")
-        if cfg.sampling == "oracle" and speaker_ids is None:
-            raise SSPSError("ssps.sampling=oracle needs speaker labels (no speaker column)")
-        if cfg.sampling != "oracle" and speaker_ids is not None:
+        if uses_labels(cfg) and speaker_ids is None:
+            raise SSPSError(
+                "ssps.sampling=oracle / ssps.oracle_filter need speaker labels (no speaker column)"
+            )
+        if not uses_labels(cfg) and speaker_ids is not None:
             raise SSPSError(
                 f"ssps.sampling={cfg.sampling} is label-free: it must not be given speaker labels"
             )
@@ -210,6 +218,12 @@ class SSPSSampler(nn.Module):
         g = torch.Generator(device=anchors.device)
         g.manual_seed(mix_seed(self.seed, step, 0))
         res = SAMPLERS.get(self.cfg.sampling)(self, everyone, g)
+        if self.cfg.oracle_filter:  # reads the labels: a diagnostic of what the wrong draws cost
+            right = res.found & (
+                self.speaker_ids[res.source_indices.clamp_min(0)] == self.speaker_ids[everyone]
+            )
+            res = SampleResult(res.positives * right.view(-1, *[1] * (res.positives.dim() - 1)), right,
+                               torch.where(right, res.source_indices, -1))  # fmt: skip
         if everyone.shape[0] == anchors.shape[0]:
             return res
         b, r = anchors.shape[0], dist.rank()

@@ -180,7 +180,9 @@ class Run:
                 f"{cfg.data.train_manifest}"
             )
         if uses_labels(cfg.ssps) and speakers is None:
-            raise SSPSError(f"ssps.sampling=oracle needs speaker labels in {cfg.data.train_manifest}")
+            raise SSPSError(
+                f"ssps.sampling=oracle / ssps.oracle_filter need speaker labels in {cfg.data.train_manifest}"
+            )
         embed_dim = cfg.encoder.embed_dim
         pos_dim = cfg.method.simclr.projector_dims[-1] if cfg.method.simclr.projector_dims else embed_dim
         sampler = SSPSSampler(
