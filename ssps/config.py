@@ -143,6 +143,9 @@ class SSPSConfig:
     exclude_same_channel: bool = False  # label-free: never draw from the anchor's channel-fingerprint cluster
     channel_clusters: int = 0  # K of the fingerprint clustering (recordings); 0 = N / 8 (~7 utt. per video)
     loss_weight: float = 1.0  # weight of the SSPS loss; 1 - weight goes to the same-utterance loss
+    # knn, label-free: draw only candidates that have the anchor among their own m nearest allowed entries
+    # (mutual neighbours); anchors without one keep their same-utterance positive. 0 = off.
+    mutual_neighbours: int = 0
     # Reads SPEAKER LABELS (a diagnostic, never a self-supervised result): a drawn positive of another
     # speaker is dropped and the anchor keeps its same-utterance positive; what the wrong draws cost.
     oracle_filter: bool = False

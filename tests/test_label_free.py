@@ -122,3 +122,20 @@ def test_ssps_training_ends_the_same_without_labels(toy_corpus, tmp_path, method
     for other in weights[1:]:
         for key, value in weights[0].items():
             assert torch.equal(value, other[key]), key
+
+
+@pytest.mark.parametrize("column", ["speaker", "session"])
+def test_mutual_neighbours_read_neither_column(toy_corpus, tmp_path, column):
+    extra = ["ssps.knn_neighbours=3", "ssps.mutual_neighbours=2", "ssps.exclude_same_channel=true"]
+    base = _draws(toy_corpus / "train.tsv", tmp_path / "a", "knn", extra)
+    assert not all(bool(f.all()) for f in base[1::3])  # the filter leaves some anchors without a draw
+    for how in ("permuted", "removed"):
+        other = _draws(_variant(toy_corpus, tmp_path, column, how), tmp_path / how, "knn", extra)
+        assert _same(base, other), f"mutual neighbours: draws changed with the {column} column {how}"
+
+
+def test_the_oracle_filter_does_read_labels(toy_corpus, tmp_path):
+    extra = ["ssps.knn_neighbours=5", "ssps.oracle_filter=true"]
+    base = _draws(toy_corpus / "train.tsv", tmp_path / "a", "knn", extra)
+    other = _draws(_variant(toy_corpus, tmp_path, "speaker", "permuted"), tmp_path / "b", "knn", extra)
+    assert not _same(base, other)

@@ -194,6 +194,29 @@ def test_oracle_is_same_speaker_other_session():
     _check_rows(res, s)
 
 
+def test_mutual_neighbours_draw_only_candidates_that_rank_the_anchor_among_their_m_nearest():
+    k, m = 4, 2
+    ref, _, _ = _corpus()
+    noisy = F.normalize(ref + 0.3 * torch.randn(N, DIM, generator=torch.Generator().manual_seed(1)), dim=1)
+    s = _sampler("knn", knn_neighbours=k, mutual_neighbours=m, ref=noisy)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    sim = noisy @ noisy.T
+    sim.fill_diagonal_(-float("inf"))  # never its own neighbour
+    top = sim.topk(k, dim=1).indices  # (N, k) every anchor's candidates (the queue holds every row)
+    worst = sim.topk(m, dim=1).values[:, -1]  # each row's m-th neighbour
+    mutual = sim.gather(1, top) >= worst[top]  # (N, k): the candidate ranks the anchor in its m nearest
+    assert 0 < int(mutual.any(1).sum()) < N
+    assert torch.equal(res.found, mutual.any(1))
+    drawn = res.source_indices[res.found]
+    assert ((top[res.found] == drawn[:, None]) & mutual[res.found]).any(1).all()
+    _check_rows(res, s)
+    # Without the filter the same search draws among all k (so the filter is what removed the others).
+    assert _sampler("knn", knn_neighbours=k, ref=noisy).sample(anchors, step=0).found.all()
+    with pytest.raises(SSPSError, match="ssps.mutual_neighbours"):
+        _sampler("kmeans-repr", mutual_neighbours=2)
+
+
 def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():
     """The diagnostic reads labels: the same draws as the label-free sampler, minus the other speakers'."""
     ref, _, _ = _corpus()

@@ -10,7 +10,8 @@ Samplers (``ssps.sampling``), all vectorised over the batch:
   picked uniformly among the allowed ones; its stored embedding is the positive.
 - ``kmeans``: the centroid of that chosen cluster is the positive (``source_indices`` stays -1).
 - ``knn``: the ``knn_neighbours`` nearest positive-queue entries by reference-embedding cosine (exact
-  search over the live queues, chunked), one picked uniformly.
+  search over the live queues, chunked), one picked uniformly; with ``mutual_neighbours`` m only among
+  those that have the anchor among their own m nearest (mutual neighbours, label-free).
 - ``oracle`` (uses SPEAKER LABELS; the supervised upper bound, never a self-supervised result): a
   positive-queue entry of the same speaker from another session.
 
@@ -208,8 +209,41 @@ def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
         k,
         lambda a, rows: allowed(s, a, rows, s.cfg.exclude_same_session),
     )
+    if s.cfg.mutual_neighbours:
+        return from_slots(s, _draw_mutual(s, anchors, vals, slots, g))
     # topk is sorted, so the n_ok finite neighbours come first: draw an offset among them.
     n_ok = torch.isfinite(vals).sum(1) * ref.filled[anchors]
     r = (torch.rand(b, generator=g, device=dev) * n_ok).long().clamp_max((n_ok - 1).clamp_min(0))
     chosen = torch.where(n_ok > 0, slots.gather(1, r[:, None]).squeeze(1), -1)
     return from_slots(s, chosen)
+
+
+def _draw_mutual(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tensor, g) -> torch.Tensor:
+    """(B,) slot drawn uniformly among the anchor's knn candidates that have the anchor among their own
+    ``mutual_neighbours`` nearest allowed entries (label-free: ranks of reference embeddings); -1 if none.
+
+    The candidate's rank of the anchor is measured against the queue, so the anchor need not be in it: the
+    anchor counts as a mutual neighbour when it is at least as close as the candidate's m-th neighbour.
+    """
+    b, k = slots.shape
+    qidx, keys = s.positive.indices, s.keys()
+    ok = torch.isfinite(vals) & s.reference.filled[anchors][:, None]
+    cand = qidx[slots.clamp_min(0)]  # (B, k) dataset rows
+    flat = cand.reshape(-1)
+    valid = (qidx >= 0) & s.reference.filled[qidx.clamp_min(0)]
+    m = s.cfg.mutual_neighbours
+    theirs, _ = knn_search(
+        keys[flat].float(),
+        flat,
+        keys,
+        qidx,
+        valid,
+        m,
+        lambda a, rows: allowed(s, a, rows, s.cfg.exclude_same_session),
+    )
+    worst = theirs[:, m - 1].view(b, k)  # the candidate's m-th neighbour (-inf: fewer than m allowed)
+    back = (keys[flat].float() * keys[anchors].float().repeat_interleave(k, 0)).sum(1).view(b, k)
+    ok &= back >= worst - 1e-5  # the anchor may be that m-th neighbour: same cosine, other rounding
+    scores = torch.rand(b, k, generator=g, device=anchors.device).masked_fill_(~ok, -1.0)
+    pick = slots.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+    return torch.where(ok.any(1), pick, -1)
