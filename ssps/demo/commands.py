@@ -81,6 +81,8 @@ ROWS: dict[str, Row] = {
     "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
     # Label-free: only mutual neighbours are drawn (the anchor among its candidate's 3 nearest).
     "simclr_ssps_mutual": Row("simclr", "simclr_ssps.yaml", ("ssps.mutual_neighbours=3",), ssps=True),
+    # Label-free: the single nearest allowed neighbour (the sampler's most precise draw on the probe).
+    "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1",), ssps=True),
     # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
     "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
     "dino": Row("dino", "dino.yaml"),

@@ -20,6 +20,7 @@ LABELS = {
     "simclr": "SimCLR",
     "simclr_ssps": "SimCLR + SSPS (label-free: knn outside own channel cluster)",
     "simclr_ssps_mutual": "SimCLR + SSPS (label-free: knn mutual neighbours outside own channel cluster)",
+    "simclr_ssps_knn1": "SimCLR + SSPS (label-free: nearest neighbour outside own channel cluster)",
     "simclr_ssps_paper": "SimCLR + SSPS (label-free: the paper's kmeans-repr)",
     "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
     "simclr_oracle": "SimCLR + oracle positives (labels)",
