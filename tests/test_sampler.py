@@ -213,8 +213,14 @@ def test_mutual_neighbours_draw_only_candidates_that_rank_the_anchor_among_their
     _check_rows(res, s)
     # Without the filter the same search draws among all k (so the filter is what removed the others).
     assert _sampler("knn", knn_neighbours=k, ref=noisy).sample(anchors, step=0).found.all()
-    with pytest.raises(SSPSError, match="ssps.mutual_neighbours"):
-        _sampler("kmeans-repr", mutual_neighbours=2)
+    for bad in (
+        {"sampling": "kmeans-repr"},
+        {"sampling": "knn", "session_pooling": True},
+        {"sampling": "knn"},
+    ):
+        m_bad = -1 if bad == {"sampling": "knn"} else 2
+        with pytest.raises(SSPSError, match="ssps.mutual_neighbours"):
+            _sampler(**bad, mutual_neighbours=m_bad)
 
 
 def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():

@@ -83,10 +83,12 @@ class SSPSSampler(nn.Module):
                 f"got {cfg.num_clusters} and {cfg.nearest_clusters}"
             )
         self.cfg, self.seed, self.pos_shape = cfg, seed, tuple(pos_shape)
-        if cfg.mutual_neighbours < 0 or (cfg.mutual_neighbours and cfg.sampling != "knn"):
+        if cfg.mutual_neighbours < 0 or (
+            cfg.mutual_neighbours and (cfg.sampling != "knn" or cfg.session_pooling)
+        ):
             raise SSPSError(
-                f"ssps.mutual_neighbours: expected 0 or a positive count with ssps.sampling=knn, got "
-                f"{cfg.mutual_neighbours} with {cfg.sampling}"
+                f"ssps.mutual_neighbours: expected 0 or a positive count with ssps.sampling=knn over "
+                f"utterances (no ssps.session_pooling), got {cfg.mutual_neighbours} with {cfg.sampling}"
             )
         if cfg.oracle_filter and cfg.sampling in ("oracle", "kmeans"):
             raise SSPSError(
