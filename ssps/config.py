@@ -100,6 +100,9 @@ class SupervisedConfig:
     scale: float = 30.0  # logit scale s
     margin_warmup_start: int = 0  # epoch from which the margin rises from 0 (0 before it)
     margin_warmup_epochs: int = 0  # epochs of the linear rise to `margin`; 0 = full margin from the start
+    # Sub-center AAM (Deng et al. 2020): K weight vectors per class, a class's cosine is the best of them, so
+    # a class that merges several voices (noisy pseudo-speakers) need not pull them together. 1 = plain AAM.
+    subcenters: int = 1
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ through the shared trainer, initialisation from an SSL checkpoint, and the error
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -83,6 +84,27 @@ def test_supervised_trains_through_the_shared_trainer(toy_corpus, tmp_path):
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r["loss"] for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 6 and epochs[-1] < epochs[0]
+
+
+def test_subcenter_cosine_is_each_class_s_best_subcenter():
+    from ssps.config import SupervisedConfig
+    from ssps.methods.supervised import Supervised
+
+    torch.manual_seed(0)
+    embedder = torch.nn.Linear(6, 8)
+    embedder.encoder = SimpleNamespace(embed_dim=8)  # what embedding_dim reads
+    wav = torch.randn(5, 6)
+    plain = Supervised(embedder, SupervisedConfig(), num_classes=3)
+    sub = Supervised(embedder, SupervisedConfig(subcenters=4), num_classes=3)
+    assert plain.classifier.shape == (3, 8) and sub.classifier.shape == (12, 8)
+    emb = torch.nn.functional.normalize(embedder(wav), dim=1)
+    w = torch.nn.functional.normalize(sub.classifier, dim=1).view(3, 4, 8)
+    want = torch.stack([(emb @ w[c].T).max(1).values for c in range(3)], 1)
+    torch.testing.assert_close(sub(wav), want)
+    plain_want = emb @ torch.nn.functional.normalize(plain.classifier, dim=1).T
+    torch.testing.assert_close(plain(wav), plain_want)
+    with pytest.raises(SSPSError, match="subcenters: expected >= 1, got 0"):
+        Supervised(embedder, SupervisedConfig(subcenters=0), num_classes=3)
 
 
 def test_supervised_init_from_an_ssl_checkpoint_takes_the_encoder_and_starts_at_epoch_0(toy_corpus, tmp_path):

@@ -39,15 +39,21 @@ class Supervised(SingleEmbedderMethod):
             raise SSPSError(
                 f"method.supervised: expected scale > 0 and margin >= 0, got {cfg.scale} and {cfg.margin}"
             )
+        if cfg.subcenters < 1:
+            raise SSPSError(f"method.supervised.subcenters: expected >= 1, got {cfg.subcenters}")
         self.cfg = cfg
         self.embedder = embedder
-        self.classifier = nn.Parameter(torch.empty(num_classes, embedding_dim(embedder)))
+        # (C * K, D): class c's sub-centers are rows c * K ... c * K + K - 1.
+        self.classifier = nn.Parameter(torch.empty(num_classes * cfg.subcenters, embedding_dim(embedder)))
         nn.init.xavier_uniform_(self.classifier)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """(B, N) crops -> (B, C) cosines to every class (inside forward, so DDP syncs the classifier)."""
+        """(B, N) crops -> (B, C) cosines to every class (inside forward, so DDP syncs the classifier); with
+        sub-centers, each class's best sub-center."""
         emb = F.normalize(self.embedder(wav), dim=1)
-        return emb @ F.normalize(self.classifier, dim=1).T
+        cosine = emb @ F.normalize(self.classifier, dim=1).T
+        k = self.cfg.subcenters
+        return cosine if k == 1 else cosine.view(cosine.shape[0], -1, k).amax(-1)
 
     def loss(self, cosine: torch.Tensor, labels: torch.Tensor, margin: float | None = None) -> torch.Tensor:
         """AAM-softmax of (B, C) cosines and (B,) labels -> () loss; ``margin`` defaults to the config's."""
