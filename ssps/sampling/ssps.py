@@ -229,8 +229,8 @@ class SSPSSampler(nn.Module):
             right = res.found & (
                 self.speaker_ids[res.source_indices.clamp_min(0)] == self.speaker_ids[everyone]
             )
-            res = SampleResult(res.positives * right.view(-1, *[1] * (res.positives.dim() - 1)), right,
-                               torch.where(right, res.source_indices, -1))  # fmt: skip
+            keep = right.view(-1, *[1] * (res.positives.dim() - 1))
+            res = SampleResult(res.positives * keep, right, torch.where(right, res.source_indices, -1))
         if everyone.shape[0] == anchors.shape[0]:
             return res
         b, r = anchors.shape[0], dist.rank()
