@@ -152,6 +152,7 @@ class SSPSConfig:
     # Reads SPEAKER LABELS (a diagnostic, never a self-supervised result): a drawn positive of another
     # speaker is dropped and the anchor keeps its same-utterance positive; what the wrong draws cost.
     oracle_filter: bool = False
+    oracle_filter_share: float = 1.0  # share of the wrong draws dropped (each with this chance); 1 = all
     refresh_every_steps: int = 0  # re-cluster (or rebuild the knn index) every N steps; 0 = once per epoch
     queue_dtype: str = "float16"  # float16 | float32
     dino_store: str = "bottleneck"  # bottleneck (256-d, logits recomputed) | logits

@@ -239,6 +239,13 @@ def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():
     assert torch.equal(b.found, right)
     assert torch.equal(b.source_indices, torch.where(right, a.source_indices, -1))
     _check_rows(b, filtered)
+    half = _sampler("knn", knn_neighbours=5, oracle_filter=True, oracle_filter_share=0.5, ref=noisy)
+    c = half.sample(anchors, step=3)
+    assert torch.equal(c.found & right, right)  # right draws all kept
+    assert 0 < int((c.found & ~right).sum()) < int((a.found & ~right).sum())  # some wrong ones too
+    assert torch.equal(c.source_indices[c.found], a.source_indices[c.found])
+    with pytest.raises(SSPSError, match="oracle_filter_share"):
+        _sampler("knn", oracle_filter=True, oracle_filter_share=1.5)
     for sampling in ("oracle", "kmeans"):
         with pytest.raises(SSPSError, match=f"ssps.oracle_filter .* ssps.sampling={sampling}"):
             _sampler(sampling, oracle_filter=True)

@@ -85,6 +85,9 @@ ROWS: dict[str, Row] = {
     "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1",), ssps=True),
     # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
     "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
+    "simclr_ssps_oracle_filter_half": Row(
+        "simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true", "ssps.oracle_filter_share=0.5"), ssps=True
+    ),
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
     # The upper bound of the pseudo-label rows: AAM-softmax on the true speakers, the same total steps.

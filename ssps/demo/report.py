@@ -25,6 +25,9 @@ LABELS = {
     "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
     "simclr_oracle": "SimCLR + oracle positives (labels)",
     "simclr_ssps_oracle_filter": "SimCLR + SSPS, wrong-speaker draws dropped (oracle filter: labels)",
+    "simclr_ssps_oracle_filter_half": (
+        "SimCLR + SSPS, half the wrong-speaker draws dropped (oracle filter: labels)"
+    ),
     "dino_base": "DINO (base)",
     "dino": "DINO",
     "dino_ssps": "DINO + SSPS (label-free: knn outside own channel cluster)",

@@ -90,6 +90,10 @@ class SSPSSampler(nn.Module):
                 f"ssps.mutual_neighbours: expected 0 or a positive count with ssps.sampling=knn over "
                 f"utterances (no ssps.session_pooling), got {cfg.mutual_neighbours} with {cfg.sampling}"
             )
+        if not 0 <= cfg.oracle_filter_share <= 1:
+            raise SSPSError(
+                f"ssps.oracle_filter_share: expected a share in [0, 1], got {cfg.oracle_filter_share}"
+            )
         if cfg.oracle_filter and cfg.sampling in ("oracle", "kmeans"):
             raise SSPSError(
                 f"ssps.oracle_filter drops drawn utterances of another speaker; ssps.sampling={cfg.sampling} "
@@ -226,11 +230,16 @@ class SSPSSampler(nn.Module):
         g.manual_seed(mix_seed(self.seed, step, 0))
         res = SAMPLERS.get(self.cfg.sampling)(self, everyone, g)
         if self.cfg.oracle_filter:  # reads the labels: a diagnostic of what the wrong draws cost
-            right = res.found & (
-                self.speaker_ids[res.source_indices.clamp_min(0)] == self.speaker_ids[everyone]
+            same = self.speaker_ids[res.source_indices.clamp_min(0)] == self.speaker_ids[everyone]
+            share = self.cfg.oracle_filter_share
+            drop = (
+                ~same
+                if share >= 1
+                else ~same & (torch.rand(same.shape, generator=g, device=g.device) < share)
             )
-            keep = right.view(-1, *[1] * (res.positives.dim() - 1))
-            res = SampleResult(res.positives * keep, right, torch.where(right, res.source_indices, -1))
+            kept = res.found & ~drop
+            keep = kept.view(-1, *[1] * (res.positives.dim() - 1))
+            res = SampleResult(res.positives * keep, kept, torch.where(kept, res.source_indices, -1))
         if everyone.shape[0] == anchors.shape[0]:
             return res
         b, r = anchors.shape[0], dist.rank()
