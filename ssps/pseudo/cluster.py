@@ -74,7 +74,7 @@ def default_clusters(n: int) -> int:
     return max(2, n // 20)
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -137,7 +137,7 @@ def pseudo_labels(embeddings: np.ndarray, cfg: PseudoLabelConfig, device: str = 
     Returns:
         PseudoLabels with labels (N,) numbered 0..S-1 by decreasing size.
     """
-    x = _normalise(embeddings)
+    x = normalise(embeddings)
     n = len(x)
     k = cfg.clusters or default_clusters(n)
     if n < 2:
@@ -154,7 +154,7 @@ def pseudo_labels(embeddings: np.ndarray, cfg: PseudoLabelConfig, device: str = 
             f"pseudo-label: the clustering is empty: all {n} embeddings fell into one cluster "
             f"(identical embeddings: a collapsed or untrained model?)"
         )
-    centroids = _normalise(km.centroids.cpu().numpy()[used])
+    centroids = normalise(km.centroids.cpu().numpy()[used])
     coarse, selection = merge_centroids(centroids, fine, x, cfg)
     labels = coarse[fine]
     # Renumber by decreasing size: pseudo-speaker 0 is the largest.

@@ -31,7 +31,7 @@ import numpy as np
 from ssps.data.manifest import Manifest, Utterance, read_manifest, write_manifest
 from ssps.errors import SSPSError
 from ssps.eval.embed import embed_files, load_embeddings, save_embeddings
-from ssps.pseudo.cluster import PseudoLabelConfig, pseudo_labels
+from ssps.pseudo.cluster import PseudoLabelConfig, normalise, pseudo_labels
 from ssps.pseudo.quality import cluster_quality
 from ssps.utils.files import atomic_write_text, sha256
 
@@ -69,10 +69,14 @@ def _pool_sessions(manifest: Manifest, vectors: np.ndarray) -> tuple[np.ndarray,
 
 def _pool(vectors: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """(N, D) embeddings and (N,) group codes 0..G-1 -> (G, D) sums of the normalised rows."""
-    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return _group_sums(normalise(vectors), codes).astype(np.float32)
+
+
+def _group_sums(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(N, D) rows and (N,) group codes 0..G-1 -> (G, D) float64 sums per group."""
     sums = np.zeros((codes.max() + 1, x.shape[1]), dtype=np.float64)
     np.add.at(sums, codes, x)
-    return sums.astype(np.float32)
+    return sums
 
 
 def channel_groups(manifest: Manifest, groups: int, seed: int, sample_rate: int) -> np.ndarray:
@@ -106,9 +110,8 @@ def typical(vectors: np.ndarray, labels: np.ndarray, keep: float) -> np.ndarray:
     (at least one per label; all when ``keep`` is 1). Ties go to the earlier row."""
     if keep >= 1:
         return np.ones(len(labels), dtype=bool)
-    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    centres = np.zeros((labels.max() + 1, x.shape[1]), dtype=np.float64)
-    np.add.at(centres, labels, x)
+    x = normalise(vectors)
+    centres = _group_sums(x, labels)
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     score = np.einsum("nd,nd->n", x, centres[labels])
     kept = np.zeros(len(labels), dtype=bool)
@@ -186,14 +189,11 @@ def pseudo_label(
         "seconds": {"embed": round(t_embed, 2), "cluster": round(time.perf_counter() - t0, 2)},
     }
     if manifest.has_speakers:  # diagnostics only: nothing above read the speaker column
-        report["quality"] = cluster_quality(labels, np.array([r.speaker for r in manifest.rows]))
+        speakers = np.array([r.speaker for r in manifest.rows])
+        report["quality"] = cluster_quality(labels, speakers)
         if not kept.all():  # the rows the supervised stage trains on
-            report["quality_kept"] = cluster_quality(
-                labels[kept], np.array([r.speaker for r in manifest.rows])[kept]
-            )
-        report["quality_kmeans"] = cluster_quality(
-            result.fine[of_row], np.array([r.speaker for r in manifest.rows])
-        )
+            report["quality_kept"] = cluster_quality(labels[kept], speakers[kept])
+        report["quality_kmeans"] = cluster_quality(result.fine[of_row], speakers)
     if groups is not None and manifest.has_sessions:  # diagnostic: how well the groups find recordings
         report["quality_channel_groups"] = cluster_quality(
             groups, np.array([r.session for r in manifest.rows])

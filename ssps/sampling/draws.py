@@ -200,17 +200,17 @@ def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
     k, b, dev = s.cfg.knn_neighbours, anchors.shape[0], anchors.device
     ref, qidx, keys = s.reference, s.positive.indices, s.keys()
     valid = (qidx >= 0) & ref.filled[qidx.clamp_min(0)]
-    vals, slots = knn_search(
-        keys[anchors].float(),  # (B, D), unit rows where filled
-        anchors,
-        keys,
-        qidx,
-        valid,
-        k,
-        lambda a, rows: allowed(s, a, rows, s.cfg.exclude_same_session),
-    )
+
+    def search(rows: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The n nearest allowed queue slots of each dataset row (unit keys where filled)."""
+        return knn_search(
+            keys[rows].float(), rows, keys, qidx, valid, n,
+            lambda a, entries: allowed(s, a, entries, s.cfg.exclude_same_session),
+        )  # fmt: skip
+
+    vals, slots = search(anchors, k)
     if s.cfg.mutual_neighbours:
-        return from_slots(s, _draw_mutual(s, anchors, vals, slots, g))
+        return from_slots(s, _draw_mutual(s, anchors, vals, slots, search, g))
     # topk is sorted, so the n_ok finite neighbours come first: draw an offset among them.
     n_ok = torch.isfinite(vals).sum(1) * ref.filled[anchors]
     r = (torch.rand(b, generator=g, device=dev) * n_ok).long().clamp_max((n_ok - 1).clamp_min(0))
@@ -218,29 +218,20 @@ def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
     return from_slots(s, chosen)
 
 
-def _draw_mutual(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tensor, g) -> torch.Tensor:
+def _draw_mutual(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tensor, search, g) -> torch.Tensor:
     """(B,) slot drawn uniformly among the anchor's knn candidates that have the anchor among their own
     ``mutual_neighbours`` nearest allowed entries (label-free: ranks of reference embeddings); -1 if none.
+    ``search(rows, n)`` is the anchors' own knn search, run here for the candidates.
 
     The candidate's rank of the anchor is measured against the queue, so the anchor need not be in it: the
     anchor counts as a mutual neighbour when it is at least as close as the candidate's m-th neighbour.
     """
     b, k = slots.shape
-    qidx, keys = s.positive.indices, s.keys()
+    keys = s.keys()
     ok = torch.isfinite(vals) & s.reference.filled[anchors][:, None]
-    cand = qidx[slots.clamp_min(0)]  # (B, k) dataset rows
-    flat = cand.reshape(-1)
-    valid = (qidx >= 0) & s.reference.filled[qidx.clamp_min(0)]
+    flat = s.positive.indices[slots.clamp_min(0)].reshape(-1)  # (B * k) candidates' dataset rows
     m = s.cfg.mutual_neighbours
-    theirs, _ = knn_search(
-        keys[flat].float(),
-        flat,
-        keys,
-        qidx,
-        valid,
-        m,
-        lambda a, rows: allowed(s, a, rows, s.cfg.exclude_same_session),
-    )
+    theirs, _ = search(flat, m)
     worst = theirs[:, m - 1].view(b, k)  # the candidate's m-th neighbour (-inf: fewer than m allowed)
     back = (keys[flat].float() * keys[anchors].float().repeat_interleave(k, 0)).sum(1).view(b, k)
     ok &= back >= worst - 1e-5  # the anchor may be that m-th neighbour: same cosine, other rounding
