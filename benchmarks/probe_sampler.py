@@ -55,10 +55,11 @@ def probe(
     overrides: list[str],
     speakers: torch.Tensor,
     sessions: torch.Tensor,
+    copies: int = 1,
 ) -> dict:
     cfg = load_config(overrides=["ssps.enabled=true", "ssps.queue_dtype=float32", *overrides]).ssps
     n = ref.shape[0]
-    cfg = type(cfg)(**{**cfg.__dict__, "positive_queue_size": max(cfg.positive_queue_size, n)})
+    cfg = type(cfg)(**{**cfg.__dict__, "positive_queue_size": max(cfg.positive_queue_size, copies * n)})
     s = SSPSSampler(
         cfg,
         n,
@@ -71,7 +72,7 @@ def probe(
     s.write_reference(idx, ref)
     if s.needs_channel:
         s.write_channel(idx, stats)
-    s.write_positive(idx, ref)
+    s.write_positive(idx.repeat(copies), ref.repeat(copies, 1))
     t0 = time.perf_counter()
     s.cluster(seed=0)
     res = s.sample(idx, step=0)
@@ -89,6 +90,12 @@ def main() -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--set", action="append", default=[], help="one sampler setting (ssps.* overrides)")
     p.add_argument("--reference-seconds", type=float, default=4.0)
+    p.add_argument(
+        "--queue-copies",
+        type=int,
+        default=1,
+        help="each utterance this many times in the positive queue, as in training (the demo: 2-3)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -100,7 +107,7 @@ def main() -> None:
     print("| setting | coverage | speaker acc. | same session | NMI spk | NMI sess |")
     print("|---|---|---|---|---|---|")
     for setting in args.set or ["ssps.sampling=knn"]:
-        r = probe(ref, stats, setting.split(), speakers, sessions)
+        r = probe(ref, stats, setting.split(), speakers, sessions, args.queue_copies)
         rows.append(r)
         cells = [f"{100 * r[k]:.1f}" if k in r else "–" for k in COLUMNS]
         print(f"| {r['setting']} | " + " | ".join(cells) + " |", flush=True)

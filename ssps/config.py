@@ -149,6 +149,12 @@ class SSPSConfig:
     # knn, label-free: draw only candidates that have the anchor among their own m nearest allowed entries
     # (mutual neighbours); anchors without one keep their same-utterance positive. 0 = off.
     mutual_neighbours: int = 0
+    # knn, label-free: a candidate's margin is its cosine minus that of the anchor's margin_rank-th nearest
+    # allowed queue entry (how far it stands out from the anchor's own background, as adaptive score
+    # normalisation does for trial scores); only the share margin_keep of the batch's candidates with the
+    # largest margins may be drawn, anchors left without one keep their same-utterance positive. 1 = all.
+    margin_keep: float = 1.0
+    margin_rank: int = 64  # queue entries, duplicates included (each utterance is in the queue ~2-3 times)
     # Reads SPEAKER LABELS (a diagnostic, never a self-supervised result): a drawn positive of another
     # speaker is dropped and the anchor keeps its same-utterance positive; what the wrong draws cost.
     oracle_filter: bool = False

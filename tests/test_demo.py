@@ -211,3 +211,18 @@ def test_demo_supervised_and_pseudo_label_rows_end_to_end(tiny_corpus, tmp_path)
     assert "gap_closed_supervised" in methods["simclr_ssps_pl_r1"]["test"]["vs_simclr"]
     report = (out / "report.md").read_text()
     assert "## Pseudo-labels per round" in report and "| supervised (labels: upper bound) | 1 |" in report
+
+
+def test_demo_settings_reach_every_training_job_before_the_rows_own(tmp_path):
+    (tmp_path / "train.tsv").write_text("utterance\tpath\n" + "".join(f"u{i}\tu{i}.wav\n" for i in range(40)))
+    rows = ("simclr", "simclr_ssps_knn1", "supervised", "simclr_ssps", "simclr_ssps_pl")
+    settings = ("features.n_mels=80", "ssps.knn_neighbours=5")
+    jobs = {j.name: j for j in plan(tmp_path, rows, Budget(), settings=settings)}
+    for name, job in jobs.items():
+        assert "features.n_mels=80" in (job.overrides if job.command != "chain" else str(job.overrides)), name
+    knn1 = list(jobs["simclr_ssps_knn1_s0"].overrides)
+    assert knn1.index("ssps.knn_neighbours=5") < knn1.index("ssps.knn_neighbours=1")  # the row's own wins
+    with pytest.raises(SSPSError, match="--set 'n_mels': expected key=value"):
+        plan(tmp_path, ("simclr",), Budget(), settings=("n_mels",))
+    with pytest.raises(SSPSError, match="no comma allowed"):
+        plan(tmp_path, rows, Budget(), settings=("data.augment.snr=[0,5]",))

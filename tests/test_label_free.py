@@ -124,14 +124,21 @@ def test_ssps_training_ends_the_same_without_labels(toy_corpus, tmp_path, method
             assert torch.equal(value, other[key]), key
 
 
+FILTERS = {
+    "mutual": ["ssps.mutual_neighbours=2"],
+    "margin": ["ssps.margin_keep=0.5", "ssps.margin_rank=6"],
+}
+
+
 @pytest.mark.parametrize("column", ["speaker", "session"])
-def test_mutual_neighbours_read_neither_column(toy_corpus, tmp_path, column):
-    extra = ["ssps.knn_neighbours=3", "ssps.mutual_neighbours=2", "ssps.exclude_same_channel=true"]
+@pytest.mark.parametrize("name", list(FILTERS))
+def test_label_free_filters_read_neither_column(toy_corpus, tmp_path, column, name):
+    extra = ["ssps.knn_neighbours=3", "ssps.exclude_same_channel=true", *FILTERS[name]]
     base = _draws(toy_corpus / "train.tsv", tmp_path / "a", "knn", extra)
     assert not all(bool(f.all()) for f in base[1::3])  # the filter leaves some anchors without a draw
     for how in ("permuted", "removed"):
         other = _draws(_variant(toy_corpus, tmp_path, column, how), tmp_path / how, "knn", extra)
-        assert _same(base, other), f"mutual neighbours: draws changed with the {column} column {how}"
+        assert _same(base, other), f"{name}: draws changed with the {column} column {how}"
 
 
 def test_the_oracle_filter_does_read_labels(toy_corpus, tmp_path):

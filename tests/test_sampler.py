@@ -223,6 +223,47 @@ def test_mutual_neighbours_draw_only_candidates_that_rank_the_anchor_among_their
             _sampler(**bad, mutual_neighbours=m_bad)
 
 
+def test_margin_keep_draws_only_the_batch_share_of_candidates_standing_out_from_the_anchors_background():
+    k, rank, keep = 4, 10, 0.4
+    ref, _, _ = _corpus()
+    noisy = F.normalize(ref + 0.3 * torch.randn(N, DIM, generator=torch.Generator().manual_seed(1)), dim=1)
+    s = _sampler("knn", knn_neighbours=k, margin_keep=keep, margin_rank=rank, ref=noisy)
+    anchors = torch.arange(N)
+    res = s.sample(anchors, step=0)
+    sim = (noisy @ noisy.T).double()
+    sim.fill_diagonal_(-float("inf"))  # never its own neighbour
+    vals, top = sim.topk(rank, dim=1)  # the queue holds every row once
+    margin = vals[:, :k] - vals[:, rank - 1 : rank]  # (N, k)
+    threshold = margin.flatten().sort().values[int(round((1 - keep) * (N * k - 1)))]
+    kept = margin >= threshold - 1e-6
+    assert 0.3 < kept.float().mean() < 0.5 and 0 < int(kept.any(1).sum()) < N
+    assert torch.equal(res.found, kept.any(1))
+    drawn = res.source_indices[res.found]
+    assert ((top[res.found, :k] == drawn[:, None]) & kept[res.found]).any(1).all()
+    _check_rows(res, s)
+    # The background is the anchor's own: a raw cosine threshold would keep other candidates.
+    raw = vals[:, :k] >= vals[:, :k].flatten().sort().values[int(round((1 - keep) * (N * k - 1)))]
+    assert not torch.equal(raw, kept)
+    for bad in (
+        {"sampling": "kmeans-repr", "margin_keep": 0.5},
+        {"sampling": "knn", "margin_keep": 0.5, "mutual_neighbours": 2},
+        {"sampling": "knn", "margin_keep": 0.0},
+        {"sampling": "knn", "margin_keep": 0.5, "margin_rank": 0},
+    ):
+        with pytest.raises(SSPSError, match="ssps.margin_keep"):
+            _sampler(**bad)
+
+
+def test_margins_fall_back_to_the_farthest_allowed_candidate():
+    from ssps.sampling.draws import margins
+
+    inf = float("inf")
+    vals = torch.tensor([[0.9, 0.8, 0.5, 0.1], [0.7, 0.6, -inf, -inf], [-inf, -inf, -inf, -inf]])
+    m = margins(vals, 2, 3)
+    assert torch.allclose(m[0], torch.tensor([0.4, 0.3])) and torch.allclose(m[1], torch.tensor([0.1, 0.0]))
+    assert torch.isinf(m[2]).all()
+
+
 def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():
     """The diagnostic reads labels: the same draws as the label-free sampler, minus the other speakers'."""
     ref, _, _ = _corpus()

@@ -83,6 +83,10 @@ ROWS: dict[str, Row] = {
     "simclr_ssps_mutual": Row("simclr", "simclr_ssps.yaml", ("ssps.mutual_neighbours=3",), ssps=True),
     # Label-free: the single nearest allowed neighbour (the sampler's most precise draw on the probe).
     "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1",), ssps=True),
+    # Label-free: only the batch's half (or three quarters) of candidates that stand out most from the
+    # anchor's 64th nearest queue entry are drawn (ssps.margin_keep; docs/experiments.md, section 12).
+    "simclr_ssps_margin": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
+    "simclr_ssps_margin75": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.75",), ssps=True),
     # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
     "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
     "simclr_ssps_oracle_filter_half": Row(
@@ -90,6 +94,8 @@ ROWS: dict[str, Row] = {
     ),
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
+    "dino_ssps_margin": Row("dino", "dino_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
+    "dino_ssps_margin75": Row("dino", "dino_ssps.yaml", ("ssps.margin_keep=0.75",), ssps=True),
     # The upper bound of the pseudo-label rows: AAM-softmax on the true speakers, the same total steps.
     "supervised": Row("", "supervised.yaml", kind="scratch"),
     # Label-free: SimCLR + SSPS's model -> pseudo-speakers -> supervised on them, for Budget.rounds rounds;
@@ -124,6 +130,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rows",
         help=f"comma-separated methods (default {','.join(DEFAULT_ROWS)}; known: {','.join(ROWS)})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every training job, bases included (repeatable), e.g. features.n_mels=80",
     )
     p.add_argument(
         "--reuse-finished",
@@ -171,10 +184,14 @@ def _chain_job(name: str, row: Row, seed: int, corpus: Path, data: list[str], bu
     )
 
 
-def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = False) -> list[Job]:
+def plan(
+    corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = False, settings: tuple[str, ...] = ()
+) -> list[Job]:
     """One base per family, then every row's continuation from it for each seed, with the same steps.
 
     Validation during training reads the dev lists only: the test lists are for the reported figures.
+    ``settings``: ``key=value`` config overrides for every training job (``--set``), bases included, before
+    each row's own overrides (a row's definition wins over them).
     """
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -186,6 +203,12 @@ def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = Fals
     missing = [(r, ROWS[r].after) for r in rows if ROWS[r].after and ROWS[r].after not in rows]
     if missing:
         raise SSPSError(f"--rows: {missing[0][0]} starts from {missing[0][1]}'s models; add {missing[0][1]}")
+    for setting in settings:
+        key, eq, _ = setting.partition("=")
+        if not eq or not key.strip():
+            raise SSPSError(f"--set {setting!r}: expected key=value, e.g. features.n_mels=80")
+        if "," in setting and any(ROWS[r].kind == "chain" for r in rows):
+            raise SSPSError(f"--set {setting!r}: a chain row passes settings in one list; no comma allowed")
     data = [
         f"data.train_manifest={corpus / 'train.tsv'}",
         f"data.val_trials={corpus / 'trials' / 'dev_cross_session.txt'}",
@@ -194,6 +217,7 @@ def plan(corpus: Path, rows: tuple[str, ...], budget: Budget, quick: bool = Fals
         # One schedule over base + continuation: a base is the first part of it (cosine lr, DINO momentum).
         f"train.schedule_epochs={budget.base_epochs + budget.cont_epochs}",
         "train.validate_every=1000",
+        *settings,
     ]
     if budget.batch_size:
         data.append(f"train.batch_size={budget.batch_size}")
@@ -260,7 +284,7 @@ def run_demo(args: argparse.Namespace) -> int:
         rounds=args.rounds,
     )
     rows = tuple(args.rows.split(",")) if args.rows else (QUICK_ROWS if args.quick else DEFAULT_ROWS)
-    jobs = plan(corpus, rows, budget_cfg)
+    jobs = plan(corpus, rows, budget_cfg, settings=tuple(args.set))
     results = run_jobs(jobs, out, slots=args.workers, reuse_any_finished=args.reuse_finished)
     budget["training_seconds"] = round(time.perf_counter() - t1, 1)
     budget["plan"] = asdict(budget_cfg)

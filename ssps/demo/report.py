@@ -21,6 +21,10 @@ LABELS = {
     "simclr_ssps": "SimCLR + SSPS (label-free: knn outside own channel cluster)",
     "simclr_ssps_mutual": "SimCLR + SSPS (label-free: knn mutual neighbours outside own channel cluster)",
     "simclr_ssps_knn1": "SimCLR + SSPS (label-free: nearest neighbour outside own channel cluster)",
+    "simclr_ssps_margin": "SimCLR + SSPS (label-free: knn, the half of candidates with the largest margin)",
+    "simclr_ssps_margin75": (
+        "SimCLR + SSPS (label-free: knn, the three quarters of candidates with the largest margin)"
+    ),
     "simclr_ssps_paper": "SimCLR + SSPS (label-free: the paper's kmeans-repr)",
     "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
     "simclr_oracle": "SimCLR + oracle positives (labels)",
@@ -31,6 +35,10 @@ LABELS = {
     "dino_base": "DINO (base)",
     "dino": "DINO",
     "dino_ssps": "DINO + SSPS (label-free: knn outside own channel cluster)",
+    "dino_ssps_margin": "DINO + SSPS (label-free: knn, the half of candidates with the largest margin)",
+    "dino_ssps_margin75": (
+        "DINO + SSPS (label-free: knn, the three quarters of candidates with the largest margin)"
+    ),
     "dino_ssps_session_meta": "DINO + SSPS + session metadata",
     "simclr_ssps_pl": "SimCLR + SSPS → pseudo-labels (label-free)",
     "supervised": "supervised (labels: upper bound)",

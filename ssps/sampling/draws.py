@@ -11,7 +11,9 @@ Samplers (``ssps.sampling``), all vectorised over the batch:
 - ``kmeans``: the centroid of that chosen cluster is the positive (``source_indices`` stays -1).
 - ``knn``: the ``knn_neighbours`` nearest positive-queue entries by reference-embedding cosine (exact
   search over the live queues, chunked), one picked uniformly; with ``mutual_neighbours`` m only among
-  those that have the anchor among their own m nearest (mutual neighbours, label-free).
+  those that have the anchor among their own m nearest (mutual neighbours, label-free); with
+  ``margin_keep`` p < 1 only among the batch's share p of candidates that stand out most from the anchor's
+  ``margin_rank``-th neighbour (label-free).
 - ``oracle`` (uses SPEAKER LABELS; the supervised upper bound, never a self-supervised result): a
   positive-queue entry of the same speaker from another session.
 
@@ -208,6 +210,9 @@ def _sample_knn(s: SSPSSampler, anchors: torch.Tensor, g) -> SampleResult:
             lambda a, entries: allowed(s, a, entries, s.cfg.exclude_same_session),
         )  # fmt: skip
 
+    if s.cfg.margin_keep < 1:
+        vals, slots = search(anchors, max(k, s.cfg.margin_rank))
+        return from_slots(s, _draw_margin(s, anchors, vals, slots, g))
     vals, slots = search(anchors, k)
     if s.cfg.mutual_neighbours:
         return from_slots(s, _draw_mutual(s, anchors, vals, slots, search, g))
@@ -237,4 +242,30 @@ def _draw_mutual(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tenso
     ok &= back >= worst - 1e-5  # the anchor may be that m-th neighbour: same cosine, other rounding
     scores = torch.rand(b, k, generator=g, device=anchors.device).masked_fill_(~ok, -1.0)
     pick = slots.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+    return torch.where(ok.any(1), pick, -1)
+
+
+def margins(vals: torch.Tensor, k: int, rank: int) -> torch.Tensor:
+    """(B, k) margins of the k nearest candidates from (B, >= max(k, rank)) sorted cosines (-inf: none):
+    each candidate's cosine minus the anchor's ``rank``-th (its farthest allowed one when it has fewer);
+    -inf where a candidate is missing."""
+    finite = torch.isfinite(vals)
+    last = (finite.sum(1) - 1).clamp(min=0, max=rank - 1)  # the rank-th, or the last allowed one
+    background = vals.gather(1, last[:, None])
+    return torch.where(finite[:, :k], vals[:, :k] - background, -float("inf"))
+
+
+def _draw_margin(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tensor, g) -> torch.Tensor:
+    """(B,) slot drawn uniformly among the anchor's knn candidates whose margin (:func:`margins`) is in the
+    batch's top ``margin_keep`` share; -1 if none (label-free: cosines of reference embeddings only)."""
+    k = s.cfg.knn_neighbours
+    m = margins(vals, k, s.cfg.margin_rank)
+    m[~s.reference.filled[anchors]] = -float("inf")
+    finite = torch.isfinite(m)
+    if not bool(finite.any()):
+        return torch.full_like(anchors, -1)
+    threshold = torch.quantile(m[finite], 1.0 - s.cfg.margin_keep)
+    ok = finite & (m >= threshold)
+    scores = torch.rand(ok.shape, generator=g, device=anchors.device).masked_fill_(~ok, -1.0)
+    pick = slots[:, :k].gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
     return torch.where(ok.any(1), pick, -1)

@@ -90,6 +90,17 @@ class SSPSSampler(nn.Module):
                 f"ssps.mutual_neighbours: expected 0 or a positive count with ssps.sampling=knn over "
                 f"utterances (no ssps.session_pooling), got {cfg.mutual_neighbours} with {cfg.sampling}"
             )
+        if not 0 < cfg.margin_keep <= 1 or cfg.margin_rank < 1:
+            raise SSPSError(
+                f"ssps.margin_keep: expected a share in (0, 1] and ssps.margin_rank >= 1, got "
+                f"{cfg.margin_keep} and {cfg.margin_rank}"
+            )
+        if cfg.margin_keep < 1 and (cfg.sampling != "knn" or cfg.session_pooling or cfg.mutual_neighbours):
+            raise SSPSError(
+                f"ssps.margin_keep={cfg.margin_keep} filters knn candidates over utterances: it needs "
+                f"ssps.sampling=knn without ssps.session_pooling or ssps.mutual_neighbours "
+                f"(got {cfg.sampling})"
+            )
         if not 0 <= cfg.oracle_filter_share <= 1:
             raise SSPSError(
                 f"ssps.oracle_filter_share: expected a share in [0, 1], got {cfg.oracle_filter_share}"
