@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ssps.data.manifest import read_manifest
 from ssps.demo.pipeline import Job, chain_rounds, ensure_corpus, run_jobs
+from ssps.demo.rows import DEFAULT_ROWS, QUICK_ROWS, ROWS, Row
 from ssps.errors import SSPSError
 from ssps.train.log import setup_logging
 from ssps.utils.files import atomic_write_text
@@ -41,23 +42,6 @@ FULL = Budget()
 QUICK = Budget(steps=20, base_epochs=6, cont_epochs=3)
 
 
-@dataclass(frozen=True)
-class Row:
-    """One method of the report: a continuation of ``family``'s base with ``config`` and ``overrides``.
-
-    ``kind``: "continue" (from the family's base, the continuation's epochs), "scratch" (no base: the base's
-    plus the continuation's epochs from a random init, the same total steps) or "chain" (``ssps chain``
-    from the seed's ``after`` row: ``Budget.rounds`` rounds of pseudo-labels then supervised training).
-    """
-
-    family: str  # "simclr" or "dino": whose base it continues ("" for a scratch row)
-    config: str
-    overrides: tuple[str, ...] = ()
-    ssps: bool = False  # SSPS from epoch base + 1 (the fill epoch is the base's last-plus-one)
-    kind: str = "continue"
-    after: str = ""  # chain rows: the row whose model (same seed) the chain starts from
-
-
 def chain_pseudo(num_utterances: int) -> tuple[str, ...]:
     """Pseudo-label clustering of the chain rows, chosen on dev (docs/pseudo_labels.md, feasibility): K =
     N / 10 k-means clusters, S by silhouette in 10..120 (K = 150 for the 1,504 training utterances of the
@@ -65,47 +49,6 @@ def chain_pseudo(num_utterances: int) -> tuple[str, ...]:
     k = max(2, num_utterances // 10)
     hi = max(2, min(120, k * 4 // 5))
     return (f"pseudo.clusters={k}", f"pseudo.min_speakers={min(10, hi)}", f"pseudo.max_speakers={hi}")
-
-
-# The report's rows, in order. Names that read labels or recording metadata say so.
-ROWS: dict[str, Row] = {
-    "simclr": Row("simclr", "simclr.yaml"),
-    "simclr_ssps": Row("simclr", "simclr_ssps.yaml", ssps=True),
-    "simclr_ssps_paper": Row(
-        "simclr",
-        "simclr_ssps.yaml",
-        ("ssps.sampling=kmeans-repr", "ssps.exclude_same_channel=false", "ssps.num_clusters=376"),
-        ssps=True,
-    ),
-    "simclr_ssps_session_meta": Row("simclr", "simclr_ssps_session_meta.yaml", ssps=True),
-    "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
-    # Label-free: only mutual neighbours are drawn (the anchor among its candidate's 3 nearest).
-    "simclr_ssps_mutual": Row("simclr", "simclr_ssps.yaml", ("ssps.mutual_neighbours=3",), ssps=True),
-    # Label-free: the single nearest allowed neighbour (the sampler's most precise draw on the probe).
-    "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1",), ssps=True),
-    # Label-free: only the batch's half (or three quarters) of candidates that stand out most from the
-    # anchor's 64th nearest queue entry are drawn (ssps.margin_keep; docs/experiments.md, section 12).
-    "simclr_ssps_margin": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
-    "simclr_ssps_margin75": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.75",), ssps=True),
-    # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
-    "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
-    "simclr_ssps_oracle_filter_half": Row(
-        "simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true", "ssps.oracle_filter_share=0.5"), ssps=True
-    ),
-    "dino": Row("dino", "dino.yaml"),
-    "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
-    "dino_ssps_margin": Row("dino", "dino_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
-    "dino_ssps_margin75": Row("dino", "dino_ssps.yaml", ("ssps.margin_keep=0.75",), ssps=True),
-    # The upper bound of the pseudo-label rows: AAM-softmax on the true speakers, the same total steps.
-    "supervised": Row("", "supervised.yaml", kind="scratch"),
-    # Label-free: SimCLR + SSPS's model -> pseudo-speakers -> supervised on them, for Budget.rounds rounds;
-    # reported per round as simclr_ssps_pl_r1, _r2, ...
-    "simclr_ssps_pl": Row("simclr", "chain.yaml", kind="chain", after="simclr_ssps"),
-}
-# The session-metadata row is one flag away (--rows ...,simclr_ssps_session_meta): left out of the default so
-# that `make demo` keeps the five continuations it was timed with.
-DEFAULT_ROWS = ("simclr", "simclr_ssps", "simclr_oracle", "dino", "dino_ssps")
-QUICK_ROWS = ("simclr", "simclr_ssps", "simclr_oracle")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
