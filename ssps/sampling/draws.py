@@ -240,7 +240,12 @@ def _draw_mutual(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tenso
     worst = theirs[:, m - 1].view(b, k)  # the candidate's m-th neighbour (-inf: fewer than m allowed)
     back = (keys[flat].float() * keys[anchors].float().repeat_interleave(k, 0)).sum(1).view(b, k)
     ok &= back >= worst - 1e-5  # the anchor may be that m-th neighbour: same cosine, other rounding
-    scores = torch.rand(b, k, generator=g, device=anchors.device).masked_fill_(~ok, -1.0)
+    return _uniform_among(slots, ok, g)
+
+
+def _uniform_among(slots: torch.Tensor, ok: torch.Tensor, g) -> torch.Tensor:
+    """(B,) one of each row's ``ok`` slots, uniformly (the argmax of uniform keys); -1 where none is."""
+    scores = torch.rand(ok.shape, generator=g, device=slots.device).masked_fill_(~ok, -1.0)
     pick = slots.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
     return torch.where(ok.any(1), pick, -1)
 
@@ -265,7 +270,4 @@ def _draw_margin(s: SSPSSampler, anchors, vals: torch.Tensor, slots: torch.Tenso
     if not bool(finite.any()):
         return torch.full_like(anchors, -1)
     threshold = torch.quantile(m[finite], 1.0 - s.cfg.margin_keep)
-    ok = finite & (m >= threshold)
-    scores = torch.rand(ok.shape, generator=g, device=anchors.device).masked_fill_(~ok, -1.0)
-    pick = slots[:, :k].gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
-    return torch.where(ok.any(1), pick, -1)
+    return _uniform_among(slots[:, :k], finite & (m >= threshold), g)
