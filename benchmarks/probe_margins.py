@@ -21,11 +21,22 @@ import torch
 import torch.nn.functional as F
 from probe_sampler import reference_embeddings
 
+from ssps.config import load_config
 from ssps.data.manifest import read_manifest
-from ssps.sampling.channel import fingerprint_keys
-from ssps.sampling.kmeans import spherical_kmeans
+from ssps.sampling.ssps import SSPSSampler
 
 SHARES = (0.75, 0.5, 0.25)
+
+
+def channel_clusters(emb: torch.Tensor, stats: torch.Tensor) -> np.ndarray:
+    """(N,) the channel-fingerprint clusters the training sampler would make (its own ``cluster``)."""
+    cfg = load_config(overrides=["ssps.enabled=true", "ssps.sampling=knn", "ssps.exclude_same_channel=true"])
+    n = emb.shape[0]
+    sampler = SSPSSampler(cfg.ssps, n, emb.shape[1], (emb.shape[1],))
+    sampler.write_reference(torch.arange(n), emb)
+    sampler.write_channel(torch.arange(n), stats)
+    sampler.cluster(seed=0)
+    return sampler.channel_assignments.numpy()
 
 
 def allowed_cosines(emb: torch.Tensor, channel: np.ndarray) -> np.ndarray:
@@ -57,7 +68,7 @@ def main() -> None:
     for checkpoint in args.checkpoints:
         emb, stats = reference_embeddings(checkpoint, manifest, 4.0)
         embs.append(emb)
-    channel = spherical_kmeans(fingerprint_keys(stats), len(manifest) // 8, seed=0).assignments.numpy()
+    channel = channel_clusters(embs[0], stats)
     sims = [allowed_cosines(e, channel) for e in embs]
     k = args.candidates
     ranked = -np.sort(-sims[0], axis=1)
