@@ -9,33 +9,20 @@ left out. Each mel count is measured ``repeats`` times, interleaved, so a drifti
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-
-from ssps.config import load_config
-from ssps.train.run import Run
-
-REPO = Path(__file__).resolve().parents[1]
+from bench_step_floor import simclr_run, train_step
 
 
 def step_seconds(n_mels: int, steps: int, manifest: str) -> float:
-    overrides = [f"data.train_manifest={manifest}", "data.val_trials=", f"features.n_mels={n_mels}"]
-    cfg = load_config(REPO / "configs" / "simclr.yaml", overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Run(cfg, Path(tmp), torch.device("cpu"))
-    method, opt = run.method, run.optimizer
+    run = simclr_run(manifest, (f"features.n_mels={n_mels}",))
+    cfg = run.cfg
     x = torch.randn(2 * cfg.train.batch_size, int(cfg.method.simclr.crop_seconds * cfg.features.sample_rate))
     total = 0.0
     for i in range(steps + 1):
         t0 = time.process_time()
-        z = method.projector(method.embedder.encoder(method.embedder.features(x))).chunk(2)
-        loss = run.steps.loss(z[0], z[1], run.teacher_temperature)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(run, run.method.embedder.features(x))
         total += (time.process_time() - t0) if i else 0.0
     return total / steps
 

@@ -31,16 +31,33 @@ from bench_demo_step import checkout, cpu_profile
 REPO = Path(__file__).resolve().parents[1]
 
 
-def floor(manifest: Path, steps: int, config: str = "simclr.yaml") -> dict[str, float]:
-    from ssps.augment.compose import Augmenter
+def simclr_run(manifest: Path | str, overrides: tuple[str, ...] = ()):
+    """The demo's SimCLR training run (configs/simclr.yaml) on ``manifest``, on the CPU, no validation."""
     from ssps.config import load_config
     from ssps.train.run import Run
 
-    torch.set_num_threads(1)
-    cfg = load_config(REPO / "configs" / config, [f"data.train_manifest={manifest}", "data.val_trials="])
+    cfg = load_config(
+        REPO / "configs" / "simclr.yaml", [f"data.train_manifest={manifest}", "data.val_trials=", *overrides]
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(cfg, Path(tmp), torch.device("cpu"))
-    method, opt = run.method, run.optimizer
+        return Run(cfg, Path(tmp), torch.device("cpu"))
+
+
+def train_step(run, feats: torch.Tensor) -> None:
+    """Encoder forward on (2B, T, F) features, SimCLR loss of the two views, backward, optimizer step."""
+    z = run.method.projector(run.method.embedder.encoder(feats)).chunk(2)
+    loss = run.steps.loss(z[0], z[1], run.teacher_temperature)
+    run.optimizer.zero_grad()
+    loss.backward()
+    run.optimizer.step()
+
+
+def floor(manifest: Path, steps: int) -> dict[str, float]:
+    from ssps.augment.compose import Augmenter
+
+    torch.set_num_threads(1)
+    run = simclr_run(manifest)
+    cfg, method = run.cfg, run.method
     front = method.embedder.features
     views, n = 2 * cfg.train.batch_size, int(cfg.method.simclr.crop_seconds * cfg.features.sample_rate)
     rng = np.random.default_rng(0)
@@ -64,11 +81,7 @@ def floor(manifest: Path, steps: int, config: str = "simclr.yaml") -> dict[str, 
         t2 = clock()
         feats = front(x)
         t3 = clock()
-        z = method.projector(method.embedder.encoder(feats)).chunk(2)
-        loss = run.steps.loss(z[0], z[1], run.teacher_temperature)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(run, feats)
         t4 = clock()
         if i:
             t["reverb FFTs"] += (t1 - t0) / steps
