@@ -11,6 +11,7 @@ from ssps.demo.analysis import project_2d, similarity_analysis
 from ssps.demo.commands import Budget, plan
 from ssps.demo.evaluate import add_cluster_quality, aggregate, comparisons
 from ssps.demo.report import _pseudo_label_table, label, results_table
+from ssps.demo.verdict import verdict_lines
 from ssps.errors import SSPSError
 
 
@@ -151,6 +152,34 @@ def test_demo_plan_adds_a_supervised_upper_bound_and_a_chain_after_each_ssps_see
         plan(tmp_path / "other", ("simclr_ssps", "simclr_ssps_pl"), budget)
 
 
+def _verdict(eers: dict[str, list[float]]) -> str:
+    methods = {n: aggregate({s: _entry(e) for s, e in enumerate(v)}) for n, v in eers.items()}
+    baselines = {n: "dino" if n.startswith("dino") else "simclr" for n in methods}
+    comparisons(methods, baselines, {n: "simclr_oracle" for n in methods if n.startswith("simclr")})
+    return "\n".join(verdict_lines({n: {**m, "label": n} for n, m in methods.items()})).strip()
+
+
+def test_the_verdict_judges_the_goal_from_the_seed_figures():
+    simclr, oracle = [0.20, 0.22, 0.24], [0.10, 0.10, 0.10]
+    # -6 pp, beyond 2 x 2 pp, closes 50 % of the 12 pp gap: met.
+    text = _verdict({"simclr": simclr, "simclr_ssps": [0.15, 0.16, 0.17], "simclr_oracle": oracle})
+    assert "- simclr_ssps: -6.00 pp vs simclr (twice simclr's seed spread: 4.00 pp), 50 % of the gap" in text
+    assert text.endswith("**met**")
+    # -3 pp is within 2 std: not met, although it closes 25 % of the gap.
+    assert _verdict({"simclr": simclr, "simclr_ssps": [0.18, 0.19, 0.20], "simclr_oracle": oracle}).endswith(
+        "**not met**"
+    )
+    # Beyond 2 std but 6 of a 31 pp gap (19 %): not met.
+    wide = {"simclr": [0.40, 0.41, 0.42], "simclr_ssps": [0.34, 0.35, 0.36], "simclr_oracle": oracle}
+    assert "19 % of the gap" in _verdict(wide) and _verdict(wide).endswith("**not met**")
+    assert "no oracle row" in _verdict({"simclr": simclr, "simclr_ssps": [0.15, 0.16, 0.17]})
+    assert "not judged, the goal needs ≥ 3" in _verdict({"simclr": [0.2, 0.22], "simclr_ssps": [0.1, 0.1]})
+    dino = _verdict({"dino": [0.30, 0.31, 0.32], "dino_ssps": [0.25, 0.25, 0.26]})
+    assert "(below dino by > 2 std) **met**" in dino and "simclr" not in dino
+    assert _verdict({"dino": [0.30, 0.31, 0.32], "dino_ssps": [0.31, 0.30, 0.31]}).endswith("**not met**")
+    assert _verdict({"simclr": simclr}) == ""
+
+
 def test_cluster_quality_per_round_and_the_gap_to_supervised():
     methods = {
         "simclr": aggregate({s: _entry(e) for s, e in enumerate([0.20, 0.22, 0.24])}),
@@ -226,3 +255,46 @@ def test_demo_settings_reach_every_training_job_before_the_rows_own(tmp_path):
         plan(tmp_path, ("simclr",), Budget(), settings=("n_mels",))
     with pytest.raises(SSPSError, match="no comma allowed"):
         plan(tmp_path, rows, Budget(), settings=("data.augment.snr=[0,5]",))
+
+
+def test_a_finished_job_is_reused_only_as_the_reuse_mode_allows(tmp_path):
+    from ssps.demo.pipeline import _reusable
+
+    cfg = {"train": {"epochs": 3, "threads": 1}, "ssps": {"margin_keep": 0.75}}
+    run = tmp_path / "job"
+    run.mkdir()
+    assert _reusable(tmp_path / "job", cfg, "v2") == "new"  # an empty folder
+    (run / "job.json").write_text(json.dumps({"config": cfg, "code": "v1"}))
+    other = {**cfg, "ssps": {"margin_keep": 1.0}}
+    threads = {**cfg, "train": {"epochs": 3, "threads": 2}}  # a runtime setting: the same job
+    assert _reusable(run, threads, "v1") == "resume"  # interrupted, same config and code
+    assert _reusable(run, cfg, "v2", same_config=True) == "stale"  # not finished: retrained by this code
+    (run / "done.json").write_text("{}")
+    assert _reusable(run, threads, "v1") == "done"
+    assert _reusable(run, cfg, "v2") == "stale"  # other code
+    assert _reusable(run, cfg, "v2", same_config=True) == "done"
+    assert _reusable(run, other, "v2", same_config=True) == "stale"  # other config
+    assert _reusable(run, other, "v2", any_finished=True) == "done"
+
+
+def test_a_copied_demo_folder_and_an_option_added_since_keep_a_finished_job(tmp_path):
+    from ssps.config import load_config, to_dict
+    from ssps.demo.pipeline import _reusable
+
+    def resolved(out, *extra):
+        return to_dict(load_config(None, [f"train.init={out}/simclr_base/latest.pt", *extra]))
+
+    old_out, new_out = tmp_path / "old", tmp_path / "new"
+    recorded = resolved(old_out)
+    del recorded["ssps"]["margin_keep"]  # made before the option existed: its default is the old behaviour
+    run = new_out / "simclr_s0"
+    run.mkdir(parents=True)
+    command = ["ssps", "train", "simclr.yaml", "--out", str(old_out / "simclr_s0")]
+    (run / "job.json").write_text(json.dumps({"config": recorded, "code": "v1", "command": command}))
+    (run / "done.json").write_text("{}")
+    assert _reusable(run, resolved(new_out), "v1") == "done"
+    assert _reusable(run, resolved(new_out, "ssps.margin_keep=0.5"), "v1") == "stale"
+    assert _reusable(run, resolved(tmp_path / "elsewhere"), "v1") == "stale"  # another base
+    recorded["ssps"]["removed_option"] = 1  # a key this code cannot read: never equal
+    (run / "job.json").write_text(json.dumps({"config": recorded, "code": "v1", "command": command}))
+    assert _reusable(run, resolved(new_out), "v1") == "stale"

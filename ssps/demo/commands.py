@@ -86,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep finished jobs made by other code or configs (job.json records both); default: retrain",
     )
+    p.add_argument(
+        "--reuse-same-config",
+        action="store_true",
+        help="keep finished jobs made by the same resolved config, whatever code version made them",
+    )
     p.set_defaults(func=run_demo)
 
 
@@ -228,7 +233,13 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     rows = tuple(args.rows.split(",")) if args.rows else (QUICK_ROWS if args.quick else DEFAULT_ROWS)
     jobs = plan(corpus, rows, budget_cfg, settings=tuple(args.set))
-    results = run_jobs(jobs, out, slots=args.workers, reuse_any_finished=args.reuse_finished)
+    results = run_jobs(
+        jobs,
+        out,
+        slots=args.workers,
+        reuse_any_finished=args.reuse_finished,
+        reuse_same_config=args.reuse_same_config,
+    )
     budget["training_seconds"] = round(time.perf_counter() - t1, 1)
     budget["plan"] = asdict(budget_cfg)
     budget["jobs"] = {name: round(r.seconds, 1) for name, r in results.items()}

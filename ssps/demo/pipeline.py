@@ -105,32 +105,74 @@ def _without_threads(config: dict | None) -> dict | None:
     return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "threads"}}
 
 
-def _reusable(run_dir: Path, resolved: dict, code: str, any_finished: bool = False) -> str:
+def _comparable(config: dict | None, command: list[str] | None = None, out: Path | None = None) -> dict | None:
+    """A recorded training config as this code resolves it, for comparison: less ``train.threads``, keys
+    added since at their defaults (a new option defaults to the old behaviour), and paths inside the demo
+    folder (``--out``'s parent in ``command``, or ``out``) relative to it, so that a copied or moved demo
+    folder keeps its jobs. A config this code cannot read (a key removed since) compares unequal: None."""
+    from ssps.config import config_from_dict, to_dict
+    from ssps.errors import ConfigError
+
+    if config is None:
+        return None
+    if command is not None and "--out" in command[:-1]:
+        out = Path(command[command.index("--out") + 1]).parent
+    if "features" in config:  # a training job (a chain job's config is its own type)
+        try:
+            config = to_dict(config_from_dict(config))
+        except ConfigError:
+            return None
+    prefix = f"{out}/" if out is not None else None
+
+    def portable(v):
+        if isinstance(v, dict):
+            return {k: portable(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [portable(x) for x in v]
+        if prefix and isinstance(v, str) and v.startswith(prefix):
+            return "{out}/" + v[len(prefix) :]
+        return v
+
+    return _without_threads(portable(config))
+
+
+def _reusable(
+    run_dir: Path, resolved: dict, code: str, any_finished: bool = False, same_config: bool = False
+) -> str:
     """'done' (finished with this config and code), 'resume' (interrupted, same), 'stale' or 'new'.
 
     ``any_finished``: a finished job counts as done whatever config or code made it (exploratory sweeps;
-    its job.json still records both).
+    its job.json still records both). ``same_config``: a finished job made by this resolved config counts
+    as done whatever code version made it (after a change that leaves training alone).
     """
-    if any_finished and (run_dir / "done.json").is_file():
+    finished = (run_dir / "done.json").is_file()
+    if any_finished and finished:
         return "done"
     info = run_dir / "job.json"
     if not info.is_file():
         return "stale" if any(run_dir.iterdir()) else "new"
     job = json.loads(info.read_text())
-    if _without_threads(job.get("config")) != _without_threads(resolved) or job.get("code") != code:
+    if _comparable(job.get("config"), job.get("command")) != _comparable(resolved, out=run_dir.parent):
         return "stale"
-    return "done" if (run_dir / "done.json").is_file() else "resume"
+    if job.get("code") != code:
+        return "done" if same_config and finished else "stale"
+    return "done" if finished else "resume"
 
 
 def run_jobs(
-    jobs: list[Job], out: Path, slots: int = 2, reuse_any_finished: bool = False
+    jobs: list[Job],
+    out: Path,
+    slots: int = 2,
+    reuse_any_finished: bool = False,
+    reuse_same_config: bool = False,
 ) -> dict[str, JobResult]:
     """Run ``jobs`` in dependency order with at most ``slots`` threads busy.
 
     A job folder is reused only when its resolved config and the code version (:func:`code_version`)
     match: finished jobs are kept, interrupted ones resumed. A folder made by another config or other code
     is moved aside to ``NAME.stale`` (replacing an older one) and the job is trained again.
-    ``reuse_any_finished`` keeps every finished job (see :func:`_reusable`).
+    ``reuse_any_finished`` keeps every finished job, ``reuse_same_config`` every finished job of the same
+    resolved config (see :func:`_reusable`).
     """
     code = code_version()
     done: dict[str, JobResult] = {}
@@ -146,7 +188,11 @@ def run_jobs(
                     o.format(**{k: str(v.checkpoint) for k, v in done.items()}) for o in job.overrides
                 ]
                 resolved = _resolved(job, overrides)
-                state = _reusable(run_dir, resolved, code, reuse_any_finished) if run_dir.is_dir() else "new"
+                state = (
+                    _reusable(run_dir, resolved, code, reuse_any_finished, reuse_same_config)
+                    if run_dir.is_dir()
+                    else "new"
+                )
                 result = run_dir / RESULT_FILES[job.command]
                 if state == "done":
                     info = json.loads((run_dir / "done.json").read_text())

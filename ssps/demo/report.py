@@ -10,6 +10,7 @@ import numpy as np
 
 from ssps.demo.analysis import project_2d
 from ssps.demo.seeds import pm
+from ssps.demo.verdict import verdict_lines
 from ssps.eval.report import plot_det_curves
 from ssps.utils.files import atomic_path, atomic_write_text
 
@@ -18,13 +19,11 @@ LABELS = {
     "random_init": "random init",
     "simclr_base": "SimCLR (base)",
     "simclr": "SimCLR",
-    "simclr_ssps": "SimCLR + SSPS (label-free: knn outside own channel cluster)",
+    "simclr_ssps": "SimCLR + SSPS (label-free: knn outside own channel cluster, 75 % largest margins)",
+    "simclr_ssps_all": "SimCLR + SSPS (label-free: knn outside own channel cluster, every candidate)",
     "simclr_ssps_mutual": "SimCLR + SSPS (label-free: knn mutual neighbours outside own channel cluster)",
     "simclr_ssps_knn1": "SimCLR + SSPS (label-free: nearest neighbour outside own channel cluster)",
     "simclr_ssps_margin": "SimCLR + SSPS (label-free: knn, the half of candidates with the largest margin)",
-    "simclr_ssps_margin75": (
-        "SimCLR + SSPS (label-free: knn, the three quarters of candidates with the largest margin)"
-    ),
     "simclr_ssps_paper": "SimCLR + SSPS (label-free: the paper's kmeans-repr)",
     "simclr_ssps_session_meta": "SimCLR + SSPS + session metadata",
     "simclr_oracle": "SimCLR + oracle positives (labels)",
@@ -262,6 +261,7 @@ def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
     )
     lines.append("## Test lists (speakers never seen in training or in any choice): the reported figures\n")
     lines.append(test_table + "\n")
+    lines += verdict_lines(methods)
     if dev_table.count("\n") > 1:
         lines.append("## Dev lists (their own speakers): where settings were chosen\n")
         lines.append(dev_table + "\n")

@@ -1,0 +1,47 @@
+"""The report's verdict: do the label-free SSPS rows meet the project's goal on the test lists?
+
+The goal (issue 10): over at least 3 seeds, label-free SimCLR + SSPS is below SimCLR by more than twice
+SimCLR's seed standard deviation and closes at least 30 % of the SimCLR -> oracle gap; DINO + SSPS is below
+DINO by more than twice DINO's. The verdict is computed from the comparisons the report already holds
+(:func:`ssps.demo.evaluate.comparisons`), so it cannot disagree with the tables.
+"""
+
+from __future__ import annotations
+
+GOAL_GAP = 0.30  # share of the baseline -> oracle gap the SimCLR + SSPS row must close
+MIN_SEEDS = 3
+HEADLINE = {"simclr_ssps": "simclr", "dino_ssps": "dino"}  # label-free row -> its baseline
+
+
+def verdict_lines(methods: dict) -> list[str]:
+    """The report's verdict section: one bullet per headline row that ran with its baseline; [] if none did.
+
+    ``methods``: the report's entries (with ``label``, ``seeds`` and the per-split ``vs_<baseline>``).
+    """
+    lines: list[str] = []
+    for name, base in HEADLINE.items():
+        c = methods.get(name, {}).get("test", {}).get("vs_" + base)
+        if c is None:
+            continue
+        m, ref = methods[name], methods[base]
+        seeds = min(len(m["seeds"]), len(ref["seeds"]))
+        head = f"- {m['label']}: {100 * c['delta']:+.2f} pp vs {ref['label']}"
+        if seeds < MIN_SEEDS:
+            lines.append(f"{head} ({seeds} seed{'s' if seeds > 1 else ''}): not judged, the goal needs ≥ 3")
+            continue
+        beyond = c["delta"] < 0 and bool(c["exceeds_spread"])
+        head += f" (twice {ref['label']}'s seed spread: {200 * c['reference_std']:.2f} pp)"
+        if base == "dino":
+            goal, met = f"below {ref['label']} by > 2 std", beyond
+        else:
+            gap = c.get("gap_closed")
+            goal = f"below {ref['label']} by > 2 std and ≥ {100 * GOAL_GAP:.0f} % of the gap to the oracle"
+            if gap is None:
+                lines.append(f"{head}; no oracle row, so the gap is unknown: not judged ({goal})")
+                continue
+            head += f", {100 * gap:.0f} % of the gap to the oracle"
+            met = beyond and gap >= GOAL_GAP
+        lines.append(f"{head}: goal ({goal}) **{'met' if met else 'not met'}**")
+    if not lines:
+        return []
+    return ["## Verdict on the project's goal (test lists)\n", *lines, ""]
