@@ -31,13 +31,15 @@ from bench_demo_step import checkout, cpu_profile
 REPO = Path(__file__).resolve().parents[1]
 
 
-def simclr_run(manifest: Path | str, overrides: tuple[str, ...] = ()):
-    """The demo's SimCLR training run (configs/simclr.yaml) on ``manifest``, on the CPU, no validation."""
+def simclr_run(manifest: Path | str, overrides: tuple[str, ...] = (), config: Path | None = None):
+    """The demo's SimCLR training run (``config``, default configs/simclr.yaml) on ``manifest``, on the
+    CPU, no validation."""
     from ssps.config import load_config
     from ssps.train.run import Run
 
     cfg = load_config(
-        REPO / "configs" / "simclr.yaml", [f"data.train_manifest={manifest}", "data.val_trials=", *overrides]
+        config or REPO / "configs" / "simclr.yaml",
+        [f"data.train_manifest={manifest}", "data.val_trials=", *overrides],
     )
     with tempfile.TemporaryDirectory() as tmp:
         return Run(cfg, Path(tmp), torch.device("cpu"))
