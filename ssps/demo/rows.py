@@ -22,6 +22,9 @@ class Row:
     after: str = ""  # chain rows: the row whose model (same seed) the chain starts from
 
 
+ALL = "ssps.margin_keep=1.0"  # every knn candidate drawable: the rows built on simclr_ssps's sampler before
+# the margin filter (section 13 made it the default)
+
 # The report's rows, in order. Names that read labels or recording metadata say so.
 ROWS: dict[str, Row] = {
     "simclr": Row("simclr", "simclr.yaml"),
@@ -29,23 +32,29 @@ ROWS: dict[str, Row] = {
     "simclr_ssps_paper": Row(
         "simclr",
         "simclr_ssps.yaml",
-        ("ssps.sampling=kmeans-repr", "ssps.exclude_same_channel=false", "ssps.num_clusters=376"),
+        ("ssps.sampling=kmeans-repr", "ssps.exclude_same_channel=false", "ssps.num_clusters=376", ALL),
         ssps=True,
     ),
     "simclr_ssps_session_meta": Row("simclr", "simclr_ssps_session_meta.yaml", ssps=True),
     "simclr_oracle": Row("simclr", "simclr_ssps_session_meta.yaml", ("ssps.sampling=oracle",), ssps=True),
     # Label-free: only mutual neighbours are drawn (the anchor among its candidate's 3 nearest).
-    "simclr_ssps_mutual": Row("simclr", "simclr_ssps.yaml", ("ssps.mutual_neighbours=3",), ssps=True),
+    "simclr_ssps_mutual": Row("simclr", "simclr_ssps.yaml", ("ssps.mutual_neighbours=3", ALL), ssps=True),
     # Label-free: the single nearest allowed neighbour (the sampler's most precise draw on the probe).
-    "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1",), ssps=True),
-    # Label-free: only the batch's half (or three quarters) of candidates that stand out most from the
-    # anchor's 64th nearest queue entry are drawn (ssps.margin_keep; docs/experiments.md, section 12).
+    "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1", ALL), ssps=True),
+    # Label-free: simclr_ssps draws among the batch's three quarters of candidates that stand out most from
+    # the anchor's 64th nearest queue entry (ssps.margin_keep; docs/experiments.md, section 12); these draw
+    # among every candidate (the shipped sampler until section 13) or among the half.
+    "simclr_ssps_all": Row("simclr", "simclr_ssps.yaml", (ALL,), ssps=True),
     "simclr_ssps_margin": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
-    "simclr_ssps_margin75": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.75",), ssps=True),
     # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.
-    "simclr_ssps_oracle_filter": Row("simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true",), ssps=True),
+    "simclr_ssps_oracle_filter": Row(
+        "simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true", ALL), ssps=True
+    ),
     "simclr_ssps_oracle_filter_half": Row(
-        "simclr", "simclr_ssps.yaml", ("ssps.oracle_filter=true", "ssps.oracle_filter_share=0.5"), ssps=True
+        "simclr",
+        "simclr_ssps.yaml",
+        ("ssps.oracle_filter=true", "ssps.oracle_filter_share=0.5", ALL),
+        ssps=True,
     ),
     "dino": Row("dino", "dino.yaml"),
     "dino_ssps": Row("dino", "dino_ssps.yaml", ssps=True),
