@@ -7,7 +7,10 @@ revision, default ``main``) and on this tree:
 - ``wall``: utt/s of 2 parallel 1-thread ``ssps train`` jobs (as the demo runs them), the same seed and
   config; job 0's per-step losses must be equal in both trees.
 
-    python benchmarks/bench_demo_step.py [--mode both|cpu|wall] [--baseline main] [--steps 25]
+    python benchmarks/bench_demo_step.py [--mode both|cpu|wall] [--baseline main] [--steps 25] [--set K=V]
+
+Each tree trains its own ``configs/CONFIG``; ``--set`` overrides both alike. Since commit ``4fed15b`` this
+tree's ``simclr.yaml`` has 80 mels and older trees' 40: compare them with ``--set features.n_mels=80``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def job_command(tree: Path, out: Path, manifest: Path, steps: int, config: str) -> list[str]:
+def job_command(
+    tree: Path, out: Path, manifest: Path, steps: int, config: str, settings: tuple[str, ...] = ()
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -37,18 +42,21 @@ def job_command(tree: Path, out: Path, manifest: Path, steps: int, config: str) 
         "train.epochs=1",
         "train.log_every=1",
         "train.threads=1",
+        *settings,
         "--out",
         str(out),
     ]
 
 
-def run_pair(tree: Path, work: Path, manifest: Path, steps: int, config: str) -> dict:
+def run_pair(
+    tree: Path, work: Path, manifest: Path, steps: int, config: str, settings: tuple[str, ...] = ()
+) -> dict:
     """Two jobs at once, one thread each; their epoch utt/s and job 0's per-step losses."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(
-            job_command(tree, work / f"job{j}", manifest, steps, config),
+            job_command(tree, work / f"job{j}", manifest, steps, config, settings),
             cwd=tree,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -68,7 +76,7 @@ def run_pair(tree: Path, work: Path, manifest: Path, steps: int, config: str) ->
     return {"utt_per_s": rates, "wall_s": round(wall, 1), "losses": losses}
 
 
-def profile(manifest: Path, steps: int, config: str) -> dict[str, float]:
+def profile(manifest: Path, steps: int, config: str, settings: tuple[str, ...] = ()) -> dict[str, float]:
     """CPU seconds per step of the imported ``ssps`` tree, by stage (one thread)."""
     import numpy as np
     import torch
@@ -86,7 +94,7 @@ def profile(manifest: Path, steps: int, config: str) -> dict[str, float]:
         pass
     torch.set_num_threads(1)
     configs = Path(ssps.__file__).resolve().parents[1] / "configs"  # the profiled tree's own configs
-    cfg = load_config(configs / config, [f"data.train_manifest={manifest}", "data.val_trials="])
+    cfg = load_config(configs / config, [f"data.train_manifest={manifest}", "data.val_trials=", *settings])
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp), torch.device("cpu"))
     ds, method, opt = run.dataset, run.method, run.optimizer
@@ -145,20 +153,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--config", default="simclr.yaml", help="a file in configs/")
     parser.add_argument("--manifest", default="data/default/train.tsv")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both trees (repeatable), e.g. features.n_mels=80",
+    )
     parser.add_argument("--out", help="write the figures as JSON")
     parser.add_argument("--profile-only", action="store_true", help=argparse.SUPPRESS)  # one tree, as JSON
     parser.add_argument("--mode", choices=["both", "cpu", "wall"], default="both")
     args = parser.parse_args()
     manifest = Path(args.manifest).resolve()
     if args.profile_only:
-        print(json.dumps(profile(manifest, args.steps, args.config)))
+        print(json.dumps(profile(manifest, args.steps, args.config, tuple(args.set))))
         return
     with tempfile.TemporaryDirectory() as tmp:
         trees = (("before", checkout(args.baseline, Path(tmp) / "baseline")), ("after", REPO))
         out: dict = {}
         if args.mode in ("both", "cpu"):
             out["cpu"] = {
-                name: cpu_profile(tree, manifest, min(args.steps, 5), args.config) for name, tree in trees
+                name: cpu_profile(tree, manifest, min(args.steps, 5), args.config, tuple(args.set))
+                for name, tree in trees
             }
             print_cpu(out["cpu"], args.baseline)
         if args.mode in ("both", "wall"):
@@ -166,7 +182,7 @@ def main() -> None:
             for name, tree in trees:
                 work = Path(tmp) / f"{name}_runs"
                 work.mkdir()
-                out["wall"][name] = run_pair(tree, work, manifest, args.steps, args.config)
+                out["wall"][name] = run_pair(tree, work, manifest, args.steps, args.config, tuple(args.set))
             failed = print_wall(out["wall"], args.baseline, args.steps)
             if failed:
                 raise SystemExit("the per-step losses differ: the fast path changed the results")
@@ -182,9 +198,12 @@ def checkout(revision: str, folder: Path) -> Path:
     return folder
 
 
-def cpu_profile(tree: Path, manifest: Path, steps: int, config: str) -> dict[str, float]:
+def cpu_profile(
+    tree: Path, manifest: Path, steps: int, config: str, settings: tuple[str, ...] = ()
+) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
     cmd = [sys.executable, __file__, "--profile-only", "--steps", str(steps), "--config", config]
+    cmd += [f"--set={s}" for s in settings]
     done = subprocess.run(
         [*cmd, "--manifest", str(manifest)], cwd=tree, env=env, capture_output=True, text=True, check=True
     )

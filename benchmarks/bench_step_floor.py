@@ -1,6 +1,6 @@
 """The demo step's floor at bit-equal results: the arithmetic a step cannot skip without changing its output.
 
-    python benchmarks/bench_step_floor.py [--baseline c18bddd] [--steps 5]
+    python benchmarks/bench_step_floor.py [--baseline c18bddd] [--steps 5] [--set features.n_mels=80]
 
 CPU seconds per step, one thread, on the demo's SimCLR batch (128 utterances, two 2 s views each):
 
@@ -54,11 +54,11 @@ def train_step(run, feats: torch.Tensor) -> None:
     run.optimizer.step()
 
 
-def floor(manifest: Path, steps: int) -> dict[str, float]:
+def floor(manifest: Path, steps: int, settings: tuple[str, ...] = ()) -> dict[str, float]:
     from ssps.augment.compose import Augmenter
 
     torch.set_num_threads(1)
-    run = simclr_run(manifest)
+    run = simclr_run(manifest, settings)
     cfg, method = run.cfg, run.method
     front = method.embedder.features
     views, n = 2 * cfg.train.batch_size, int(cfg.method.simclr.crop_seconds * cfg.features.sample_rate)
@@ -97,14 +97,22 @@ def main() -> None:
     p.add_argument("--baseline", default="c18bddd", help="git revision of the 'before' tree (issue 11)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--manifest", default="data/default/train.tsv")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both trees (repeatable)",
+    )
     p.add_argument("--out", help="write the figures as JSON")
     args = p.parse_args()
     manifest = Path(args.manifest).resolve()
-    parts = floor(manifest, args.steps)
+    settings = tuple(args.set)
+    parts = floor(manifest, args.steps, settings)
     with tempfile.TemporaryDirectory() as tmp:
         tree = checkout(args.baseline, Path(tmp) / "baseline")
-        before = cpu_profile(tree, manifest, args.steps, "simclr.yaml")
-        after = cpu_profile(REPO, manifest, args.steps, "simclr.yaml")
+        before = cpu_profile(tree, manifest, args.steps, "simclr.yaml", settings)
+        after = cpu_profile(REPO, manifest, args.steps, "simclr.yaml", settings)
     total = {"floor": sum(parts.values()), "before": sum(before.values()), "after": sum(after.values())}
     print("| part of a step (CPU s, 1 thread) | s |\n|---|---|")
     for k, v in parts.items():
