@@ -105,7 +105,9 @@ def _without_threads(config: dict | None) -> dict | None:
     return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "threads"}}
 
 
-def _comparable(config: dict | None, command: list[str] | None = None, out: Path | None = None) -> dict | None:
+def _comparable(
+    config: dict | None, command: list[str] | None = None, out: Path | None = None
+) -> dict | None:
     """A recorded training config as this code resolves it, for comparison: less ``train.threads``, keys
     added since at their defaults (a new option defaults to the old behaviour), and paths inside the demo
     folder (``--out``'s parent in ``command``, or ``out``) relative to it, so that a copied or moved demo
