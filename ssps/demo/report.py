@@ -159,9 +159,9 @@ def _delta(entry: dict, split: str) -> str:
     if c["exceeds_spread"] is not None:
         text += " (> 2 std)" if c["exceeds_spread"] else " (within 2 std)"
     if c.get("gap_closed") is not None:
-        text += f", {100 * c['gap_closed']:.0f} % of gap"
+        text += f", {round(100 * c['gap_closed'])} % of gap"  # round(): an int, never "-0"
     if c.get("gap_closed_supervised") is not None:
-        text += f", {100 * c['gap_closed_supervised']:.0f} % of the gap to supervised"
+        text += f", {round(100 * c['gap_closed_supervised'])} % of the gap to supervised"
     return text
 
 

@@ -23,7 +23,7 @@ class Row:
 
 
 ALL = "ssps.margin_keep=1.0"  # every knn candidate drawable: the rows built on simclr_ssps's sampler before
-# the margin filter (section 13 made it the default)
+# the margin filter (docs/experiments.md section 14 made it the default)
 
 # The report's rows, in order. Names that read labels or recording metadata say so.
 ROWS: dict[str, Row] = {
@@ -43,7 +43,7 @@ ROWS: dict[str, Row] = {
     "simclr_ssps_knn1": Row("simclr", "simclr_ssps.yaml", ("ssps.knn_neighbours=1", ALL), ssps=True),
     # Label-free: simclr_ssps draws among the batch's three quarters of candidates that stand out most from
     # the anchor's 64th nearest queue entry (ssps.margin_keep; docs/experiments.md, section 12); these draw
-    # among every candidate (the shipped sampler until section 13) or among the half.
+    # among every candidate (the shipped sampler until section 14) or among the half.
     "simclr_ssps_all": Row("simclr", "simclr_ssps.yaml", (ALL,), ssps=True),
     "simclr_ssps_margin": Row("simclr", "simclr_ssps.yaml", ("ssps.margin_keep=0.5",), ssps=True),
     # Diagnostic (reads labels): label-free SSPS with its wrong-speaker draws dropped.

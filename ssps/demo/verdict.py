@@ -39,7 +39,7 @@ def verdict_lines(methods: dict) -> list[str]:
             if gap is None:
                 lines.append(f"{head}; no oracle row, so the gap is unknown: not judged ({goal})")
                 continue
-            head += f", {100 * gap:.0f} % of the gap to the oracle"
+            head += f", {round(100 * gap)} % of the gap to the oracle"
             met = beyond and gap >= GOAL_GAP
         lines.append(f"{head}: goal ({goal}) **{'met' if met else 'not met'}**")
     if not lines:
