@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def profile(manifest: Path, config: Path, steps: int) -> dict[str, float]:
     from ssps.sampling.channel import channel_statistics
+    from ssps.train.steps import reference_embeddings
     from ssps.utils.memory import keep_freed_memory
 
     keep_freed_memory()
@@ -41,17 +42,13 @@ def profile(manifest: Path, config: Path, steps: int) -> dict[str, float]:
         rng.standard_normal((2 * batch, int(cfg.method.simclr.crop_seconds * sr)), np.float32)
     )
     encoder = method.reference_encoder()
-    dims = cfg.method.simclr.projector_dims
-    stored = run.steps.positive_shape(dims[-1] if dims else cfg.encoder.embed_dim)
     n = len(run.dataset)
     for start in range(0, n, batch):  # the fill epoch, with random audio
         idx = torch.arange(start, min(start + batch, n))
-        with torch.no_grad():
-            encoder.eval()
-            sampler.write_reference(idx, encoder(ref[: len(idx)]).float())
+        sampler.write_reference(idx, reference_embeddings(method, ref[: len(idx)]))
         if sampler.needs_channel:
             sampler.write_channel(idx, channel_statistics(ref[: len(idx)], sr))
-        sampler.write_positive(idx, torch.randn(len(idx), *stored))
+        sampler.write_positive(idx, torch.randn(len(idx), *sampler.pos_shape))
     sampler.cluster(seed=0)
     laps = Laps(steps)
     for i in range(steps + 1):  # step 0 warms up (allocations, oneDNN primitives): not counted
