@@ -14,16 +14,22 @@ import torch
 
 
 def matmul_gflops(
-    m: int, k: int, n: int, repeats: int = 3, device: str | torch.device = "cpu", clock: str = "cpu"
+    m: int,
+    k: int,
+    n: int,
+    repeats: int = 3,
+    device: str | torch.device = "cpu",
+    clock: str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> float:
-    """Best GFLOP/s of ``(m, k) @ (k, n)`` in float32 over ``repeats`` timed runs (after one warm-up).
+    """Best GFLOP/s of ``(m, k) @ (k, n)`` in ``dtype`` over ``repeats`` timed runs (after one warm-up).
 
     ``clock="cpu"`` divides by this process's CPU time (summed over its threads), which other users of a
     shared CPU barely disturb; ``"wall"`` by elapsed time (use it on a GPU).
     """
     timer = time.process_time if clock == "cpu" else time.perf_counter
-    a = torch.randn(m, k, device=device)
-    b = torch.randn(n, k, device=device)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(n, k, device=device, dtype=dtype)
     (a @ b.T).sum().item()  # warm-up; .item() waits for a GPU
     best = float("inf")
     for _ in range(repeats):

@@ -4,8 +4,9 @@ Usage: python benchmarks/bench_sampler.py [--threads 1] [--only draw|knn|memory]
 - draw: one batch of 256 anchors, ``kmeans-repr``, Q' = 25,000, K = 25,000, N = 1,092,009 training
   utterances (random assignments and neighbour table: the draw's cost does not depend on their quality);
   with and without ``exclude_same_session`` (target: < 5 ms).
-- knn: one batch of 256 anchors against a bank of 1,000,000 x 512 float16 reference embeddings, all in
-  the positive queue (target: < 2 s), beside the bare float32 matmul rate of one chunk's shape.
+- knn: one batch of 256 anchors against a bank of 1,000,000 x 512 reference embeddings, all in the
+  positive queue (target: < 2 s), stored in float16 (the default) and in bfloat16 (scored in bfloat16
+  first), beside the bare matmul rate of one chunk's shape in each precision.
 - memory: queue bytes (built on the meta device, so nothing is allocated) for SimCLR (512-d positives) and
   DINO (2 x 65,536 logits vs 2 x 256 bottleneck), float16 vs float32.
 """
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from _matmul import machine_line, matmul_gflops
 
 from ssps.config import SSPSConfig
+from ssps.sampling.search import BF16_CHUNK, native_bfloat16
 from ssps.sampling.ssps import KNN_CHUNK, SSPSSampler
 
 VOX2 = 1_092_009  # VoxCeleb2 dev utterances
@@ -57,23 +59,38 @@ def bench_draw(exclude: bool, repeats: int = 50) -> None:
 
 
 def bench_knn(bank: int = 1_000_000, repeats: int = 3) -> None:
+    """The same bank stored in float16 (the default) and in bfloat16 (``ssps.queue_dtype=bfloat16``: the
+    kernel's bfloat16 shortlist pass where the CPU has native bfloat16), side by side, same anchors."""
     b = 256
-    g = torch.Generator().manual_seed(0)
-    cfg = SSPSConfig(sampling="knn", positive_queue_size=bank, knn_neighbours=3)
-    s = SSPSSampler(cfg, bank, DIM, (8,))  # positive rows are only gathered at the end: keep them small
-    for start in range(0, bank, 100_000):
-        idx = torch.arange(start, min(start + 100_000, bank))
-        s.write_reference(idx, torch.randn(len(idx), DIM, generator=g))
-        s.write_positive(idx, torch.zeros(len(idx), 8))
-    anchors = torch.randint(bank, (b,), generator=g)
-    walls, cpus, res = _timed(lambda r: s.sample(anchors, step=r), repeats)
-    gflops = 2.0 * b * bank * DIM / statistics.median(cpus) / 1e9
-    limit = matmul_gflops(b, DIM, KNN_CHUNK, clock="cpu")
-    print(
-        f"| knn-3, B = {b}, bank {bank:,} x {DIM} float16 | {1e3 * statistics.median(walls):.0f} "
-        f"| {1e3 * min(walls):.0f} | {1e3 * statistics.median(cpus):.0f} | {gflops:.1f} GFLOP/s per CPU s "
-        f"(matmul {limit:.1f}), coverage {res.coverage:.2f} |"
-    )
+    draws = {}
+    for dtype in ("float16", "bfloat16"):
+        g = torch.Generator().manual_seed(0)
+        cfg = SSPSConfig(sampling="knn", positive_queue_size=bank, knn_neighbours=3, queue_dtype=dtype)
+        s = SSPSSampler(cfg, bank, DIM, (8,))  # positive rows are only gathered at the end: keep them small
+        for start in range(0, bank, 100_000):
+            idx = torch.arange(start, min(start + 100_000, bank))
+            s.write_reference(idx, torch.randn(len(idx), DIM, generator=g))
+            s.write_positive(idx, torch.zeros(len(idx), 8))
+        anchors = torch.randint(bank, (b,), generator=g)
+        walls, cpus, res = _timed(lambda r, s=s, a=anchors: s.sample(a, step=r), repeats)
+        draws[dtype] = res.source_indices
+        gflops = 2.0 * b * bank * DIM / statistics.median(cpus) / 1e9
+        fp32 = matmul_gflops(b, DIM, KNN_CHUNK, clock="cpu")
+        if dtype == "bfloat16":
+            rate = matmul_gflops(b, DIM, BF16_CHUNK, clock="cpu", dtype=torch.bfloat16)
+            same = float((draws["float16"] == res.source_indices).float().mean())
+            note = (
+                f"bfloat16 pass {'on' if native_bfloat16() else 'off (no native bfloat16)'}, bare bfloat16 "
+                f"matmul {rate:.1f}; same draw as float16 for {100 * same:.1f} % of anchors"
+            )
+        else:
+            note = f"bare float32 matmul {fp32:.1f}"
+        del s
+        print(
+            f"| knn-3, B = {b}, bank {bank:,} x {DIM} {dtype} | {1e3 * statistics.median(walls):.0f} "
+            f"| {1e3 * min(walls):.0f} | {1e3 * statistics.median(cpus):.0f} "
+            f"| {gflops:.1f} GFLOP/s per CPU s ({note}), coverage {res.coverage:.2f} |"
+        )
 
 
 def bench_memory() -> None:

@@ -50,3 +50,11 @@ def test_config_trains_on_the_tiny_corpus(path, tiny_corpus, tmp_path):
     with torch.no_grad():
         emb = embedder(torch.randn(1, 32000))
     assert emb.shape == (1, base.encoder.embed_dim) and torch.isfinite(emb).all()
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.parent.name == "configs"], ids=lambda p: p.stem)
+def test_built_in_corpus_configs_validate_on_a_dev_list(path):
+    """Validation during training is a choice-making signal: on the built-in corpus it reads a dev list,
+    never one of the test lists the figures come from."""
+    val = load_config(path).data.val_trials
+    assert not val or Path(val).name.startswith("dev_"), f"{path.name}: data.val_trials={val}"

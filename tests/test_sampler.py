@@ -294,12 +294,13 @@ def test_oracle_filter_drops_exactly_the_wrong_speaker_draws():
         _sampler("knn", oracle_filter=True, with_labels=False)
 
 
-def test_knn_returns_one_of_the_k_nearest_allowed():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: shortlist pass where the CPU has it
+def test_knn_returns_one_of_the_k_nearest_allowed(dtype):
     k = 3
-    s = _sampler("knn", knn_neighbours=k, exclude_same_session=True)
+    s = _sampler("knn", knn_neighbours=k, exclude_same_session=True, queue_dtype=dtype)
     anchors = torch.arange(0, N, 7)
     res = s.sample(anchors, step=0)
-    ref = s.reference.embeddings
+    ref = s.reference.embeddings.float()
     sim = ref[anchors] @ ref.T
     sim[s.session_ids[anchors][:, None] == s.session_ids[None]] = -float("inf")  # also removes itself
     top = sim.topk(k, dim=1).indices

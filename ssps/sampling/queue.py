@@ -22,11 +22,11 @@ import torch.nn.functional as F
 
 from ssps import dist
 
-DTYPES = {"float16": torch.float16, "float32": torch.float32}
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def queue_dtype(name: str) -> torch.dtype:
-    """Map a config name (``float16`` | ``float32``) to a torch dtype."""
+    """Map a config name (``float16`` | ``bfloat16`` | ``float32``) to a torch dtype."""
     from ssps.errors import SSPSError
 
     if name not in DTYPES:

@@ -130,12 +130,14 @@ class SSPSSampler(nn.Module):
                 "must not be given session ids"
             )
         dtype = queue_dtype(cfg.queue_dtype)
+        # bfloat16 is for the searched keys (ssps.sampling.search); what the loss reads stays float16.
+        stored = torch.float16 if dtype == torch.bfloat16 else dtype
         self.reference = ReferenceQueue(num_items, ref_dim, dtype, persistent=False)
         # ssps.exclude_same_channel: each utterance's channel statistics (ssps.sampling.channel), raw, and
         # the recording cluster cluster() puts it in (-1 unknown).
         channel_dim = 2 * CHANNEL_MELS if cfg.exclude_same_channel else 0
-        self.channel = ReferenceQueue(num_items, channel_dim, dtype, persistent=False, normalise=False)
-        self.positive = PositiveQueue(cfg.positive_queue_size, self.pos_shape, dtype, persistent=False)
+        self.channel = ReferenceQueue(num_items, channel_dim, stored, persistent=False, normalise=False)
+        self.positive = PositiveQueue(cfg.positive_queue_size, self.pos_shape, stored, persistent=False)
         unknown = torch.full((num_items,), -1, dtype=torch.long)
         for name, ids in (("speaker_ids", speaker_ids), ("session_ids", session_ids)):
             ids = unknown if ids is None else torch.as_tensor(ids, dtype=torch.long)
