@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from _matmul import machine_line, matmul_gflops
 
 from ssps.config import SSPSConfig
-from ssps.sampling.search import BF16_CHUNK, native_bfloat16
+from ssps.sampling.search import BF16_CHUNK
 from ssps.sampling.ssps import KNN_CHUNK, SSPSSampler
+from ssps.utils.hardware import native_bfloat16
 
 VOX2 = 1_092_009  # VoxCeleb2 dev utterances
 DIM = 512

@@ -177,7 +177,7 @@ class TrainConfig:
     batch_size: int = 256  # global batch, split across ranks
     steps_per_epoch: int = 0  # 0 = one pass over the manifest
     seed: int = 0
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: str = "none"  # none | bf16 (CUDA, or a CPU with native bfloat16) | fp16 (CUDA only)
     sync_batchnorm: bool = True  # BatchNorm over the global batch when distributed (the paper's setting)
     threads: int = 0  # torch threads per process; 0 = torch's default
     log_every: int = 10

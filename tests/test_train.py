@@ -176,3 +176,19 @@ def test_init_from_an_embedder_only_checkpoint(toy_corpus, tmp_path):
     assert run.epoch == 1 and all(torch.equal(mine[k], stored[k]) for k in stored)
     with pytest.raises(SSPSError, match="holds no training state"):
         run.restore(epoch_file)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_on_a_cpu_only_where_it_has_native_bfloat16(toy_corpus, tmp_path, monkeypatch, native):
+    """train.amp=bf16 on a CPU: autocast where bfloat16 is native (the weights then differ from float32's,
+    and stay finite through an SSPS epoch); elsewhere a warning and exactly the float32 run."""
+    import ssps.train.run
+
+    monkeypatch.setattr(ssps.train.run, "native_bfloat16", lambda: native)
+    ssps_on = ["ssps.enabled=true", "ssps.start_epoch=1"]
+    fp32 = embedder_weights(train(tiny_cfg(toy_corpus, *ssps_on), tmp_path / "fp32"))
+    bf16 = embedder_weights(train(tiny_cfg(toy_corpus, *ssps_on, "train.amp=bf16"), tmp_path / "bf16"))
+    assert all(torch.isfinite(v.float()).all() for v in bf16.values())
+    same = all(torch.equal(fp32[k], bf16[k]) for k in fp32)
+    assert same is not native
+    assert ("train.amp=bf16 needs" in (tmp_path / "bf16" / "train.log").read_text()) is not native

@@ -32,6 +32,8 @@ from collections.abc import Callable
 
 import torch
 
+from ssps.utils.hardware import native_bfloat16
+
 # Queue entries scored per matmul. Small chunks keep the temporaries (bank rows in float32, the (B, chunk)
 # scores) in cache and under the allocator's mmap threshold: on this project's CPU a 300k bank took 0.96 s
 # with 4,096 and 1.61 s with 65,536 (benchmarks/bench_sampler.py).
@@ -99,13 +101,6 @@ def knn_search(
         chunk = chunk or CHUNK
         vals[p], slots[p] = _exact(query[p], anchors[p], keys, slot_rows, slot_valid, k, allowed, chunk)
     return vals, slots
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere torch emulates it."""
-    cpu = getattr(torch, "cpu", None)
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
 
 
 def _candidates(query, keys, slot_rows, bias, m, chunk):

@@ -31,6 +31,7 @@ from ssps.train.restore import restore
 from ssps.train.steps import STEPS
 from ssps.train.sync_batchnorm import convert_sync_batchnorm
 from ssps.utils.files import sha256
+from ssps.utils.hardware import native_bfloat16
 
 log = logging.getLogger("ssps")
 
@@ -73,6 +74,11 @@ def build_optimizer(cfg: Config, method: nn.Module) -> torch.optim.Optimizer:
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     raise SSPSError(f"optim.name={o.name!r}: expected adam, adamw or sgd")
+
+
+def _cpu_bf16(amp: str, device: torch.device) -> bool:
+    """bf16 autocast on a CPU that multiplies bfloat16 in hardware (elsewhere it is emulated, and slower)."""
+    return amp == "bf16" and device.type == "cpu" and native_bfloat16()
 
 
 class Run:
@@ -139,9 +145,10 @@ class Run:
             else forward
         )
         self.optimizer = build_optimizer(cfg, self.method)
-        self.use_amp = cfg.train.amp != "none" and device.type == "cuda"
+        self.use_amp = cfg.train.amp != "none" and (device.type == "cuda" or _cpu_bf16(cfg.train.amp, device))
         if cfg.train.amp != "none" and not self.use_amp:
-            log.warning("train.amp=%s needs CUDA; training in float32 on %s", cfg.train.amp, device)
+            need = "CUDA" if cfg.train.amp == "fp16" else "CUDA or a CPU with native bfloat16"
+            log.warning("train.amp=%s needs %s; training in float32 on %s", cfg.train.amp, need, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and cfg.train.amp == "fp16")
         self.lr = schedules.learning_rate(cfg, self.steps_per_epoch)
         self.momentum = schedules.teacher_momentum(cfg, self.steps_per_epoch)
@@ -202,7 +209,7 @@ class Run:
         if not self.use_amp:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.cfg.train.amp == "bf16" else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def before_optimizer_step(self, epoch: int) -> None:
         if self.cfg.optim.clip_grad > 0:  # every method clips per parameter (ssps.methods)
