@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "ssps.export.commands",
     "ssps.info",
     "ssps.demo.commands",
+    "ssps.demo.pool",
     "ssps.pseudo.commands",
 ]
 
