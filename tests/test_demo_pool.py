@@ -39,6 +39,7 @@ def _three(tmp_path, ssps_gain):
     for b, offset in enumerate((0.0, 0.01, -0.01)):
         simclr = [0.22 + offset + d for d in (-0.002, 0.0, 0.002)]
         eers = {
+            "random_init": {"test": [0.45], "dev": [0.41]},
             "simclr": {"test": simclr, "dev": [v - 0.07 for v in simclr]},
             "simclr_ssps": {"test": [v - ssps_gain for v in simclr], "dev": [v - 0.08 for v in simclr]},
             "simclr_oracle": {"test": [0.14] * 3, "dev": [0.11] * 3},
@@ -59,6 +60,7 @@ def test_pooled_means_spreads_and_paired_differences(tmp_path):
         0, abs=1e-9
     )
     assert comp["gap_closed"] == pytest.approx(0.01 / 0.08)
+    assert "random_init" not in figures["methods"]
     assert "| SimCLR |" in text and "`" + str(tmp_path / "b1") + "` -1.00" in text
     # -1 pp against twice a pooled spread of ~0.9 pp, 12 % of the gap: not met.
     assert "**not met**" in text

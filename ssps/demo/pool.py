@@ -110,7 +110,12 @@ def pool(folders: list[Path]) -> tuple[str, dict]:
         )
         if differ:
             raise SSPSError(f"{n} scored other trials than {first} ({differ[0]}): another corpus?")
-    shared = [m for m in results[first]["methods"] if all(m in r["methods"] for r in results.values())]
+    # random init is one untrained model whatever the base seed: nothing to pool.
+    shared = [
+        m
+        for m in results[first]["methods"]
+        if m != "random_init" and all(m in r["methods"] for r in results.values())
+    ]
     figures: dict = {"folders": names, "methods": {}, "comparisons": {}}
     for m in shared:
         figures["methods"][m] = {}
