@@ -178,6 +178,7 @@ def test_the_verdict_judges_the_goal_from_the_seed_figures():
     assert "(below dino by > 2 std) **met**" in dino and "simclr" not in dino
     assert _verdict({"dino": [0.30, 0.31, 0.32], "dino_ssps": [0.31, 0.30, 0.31]}).endswith("**not met**")
     assert _verdict({"simclr": simclr}) == ""
+    assert "ssps demo-pool" in text  # the scope of a folder's seeds: one base
 
 
 def test_cluster_quality_per_round_and_the_gap_to_supervised():

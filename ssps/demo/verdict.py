@@ -44,4 +44,9 @@ def verdict_lines(methods: dict) -> list[str]:
         lines.append(f"{head}: goal ({goal}) **{'met' if met else 'not met'}**")
     if not lines:
         return []
-    return ["## Verdict on the project's goal (test lists)\n", *lines, ""]
+    scope = (
+        "Over this folder's seeds, which vary the continuations of one base per family: a base of another "
+        "seed is another draw (`docs/experiments.md`, section 16). To judge over bases, make one folder per "
+        "base seed (`--set train.seed=B`) and pool them with `ssps demo-pool`.\n"
+    )
+    return ["## Verdict on the project's goal (test lists)\n", scope, *lines, ""]
