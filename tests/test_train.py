@@ -182,9 +182,9 @@ def test_init_from_an_embedder_only_checkpoint(toy_corpus, tmp_path):
 def test_bf16_autocast_on_a_cpu_only_where_it_has_native_bfloat16(toy_corpus, tmp_path, monkeypatch, native):
     """train.amp=bf16 on a CPU: autocast where bfloat16 is native (the weights then differ from float32's,
     and stay finite through an SSPS epoch); elsewhere a warning and exactly the float32 run."""
-    import ssps.train.run
+    import ssps.utils.hardware
 
-    monkeypatch.setattr(ssps.train.run, "native_bfloat16", lambda: native)
+    monkeypatch.setattr(ssps.utils.hardware, "native_bfloat16", lambda: native)
     ssps_on = ["ssps.enabled=true", "ssps.start_epoch=1"]
     fp32 = embedder_weights(train(tiny_cfg(toy_corpus, *ssps_on), tmp_path / "fp32"))
     bf16 = embedder_weights(train(tiny_cfg(toy_corpus, *ssps_on, "train.amp=bf16"), tmp_path / "bf16"))

@@ -31,7 +31,7 @@ from ssps.train.restore import restore
 from ssps.train.steps import STEPS
 from ssps.train.sync_batchnorm import convert_sync_batchnorm
 from ssps.utils.files import sha256
-from ssps.utils.hardware import native_bfloat16
+from ssps.utils.hardware import amp_enabled
 
 log = logging.getLogger("ssps")
 
@@ -74,11 +74,6 @@ def build_optimizer(cfg: Config, method: nn.Module) -> torch.optim.Optimizer:
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     raise SSPSError(f"optim.name={o.name!r}: expected adam, adamw or sgd")
-
-
-def _cpu_bf16(amp: str, device: torch.device) -> bool:
-    """bf16 autocast on a CPU that multiplies bfloat16 in hardware (elsewhere it is emulated, and slower)."""
-    return amp == "bf16" and device.type == "cpu" and native_bfloat16()
 
 
 class Run:
@@ -145,10 +140,9 @@ class Run:
             else forward
         )
         self.optimizer = build_optimizer(cfg, self.method)
-        self.use_amp = cfg.train.amp != "none" and (device.type == "cuda" or _cpu_bf16(cfg.train.amp, device))
+        self.use_amp = amp_enabled(cfg.train.amp, device)
         if cfg.train.amp != "none" and not self.use_amp:
-            need = "CUDA" if cfg.train.amp == "fp16" else "CUDA or a CPU with native bfloat16"
-            log.warning("train.amp=%s needs %s; training in float32 on %s", cfg.train.amp, need, device)
+            log.warning("train.amp=%s needs CUDA (bf16: or a bf16 CPU); float32 on %s", cfg.train.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and cfg.train.amp == "fp16")
         self.lr = schedules.learning_rate(cfg, self.steps_per_epoch)
         self.momentum = schedules.teacher_momentum(cfg, self.steps_per_epoch)
