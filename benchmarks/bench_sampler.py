@@ -76,7 +76,6 @@ def bench_knn(bank: int = 1_000_000, repeats: int = 3) -> None:
         walls, cpus, res = _timed(lambda r, s=s, a=anchors: s.sample(a, step=r), repeats)
         draws[dtype] = res.source_indices
         gflops = 2.0 * b * bank * DIM / statistics.median(cpus) / 1e9
-        fp32 = matmul_gflops(b, DIM, KNN_CHUNK, clock="cpu")
         if dtype == "bfloat16":
             rate = matmul_gflops(b, DIM, BF16_CHUNK, clock="cpu", dtype=torch.bfloat16)
             same = float((draws["float16"] == res.source_indices).float().mean())
@@ -85,7 +84,7 @@ def bench_knn(bank: int = 1_000_000, repeats: int = 3) -> None:
                 f"matmul {rate:.1f}; same draw as float16 for {100 * same:.1f} % of anchors"
             )
         else:
-            note = f"bare float32 matmul {fp32:.1f}"
+            note = f"bare float32 matmul {matmul_gflops(b, DIM, KNN_CHUNK, clock='cpu'):.1f}"
         del s
         print(
             f"| knn-3, B = {b}, bank {bank:,} x {DIM} {dtype} | {1e3 * statistics.median(walls):.0f} "

@@ -98,3 +98,11 @@ def test_folders_that_do_not_pool_get_one_clear_line(tmp_path, capsys):
     (b / "results.json").write_text("{not json")
     with pytest.raises(SSPSError, match="results.json: not valid JSON"):
         pool([a, b])
+
+
+def test_a_folder_without_one_splits_runs_shows_a_dash_there(tmp_path):
+    a = _folder(tmp_path, "a", 0, {"simclr": {"test": [0.2, 0.21, 0.22], "dev": [0.15, 0.16, 0.17]}})
+    b = _folder(tmp_path, "b", 1, {"simclr": {"test": [0.23, 0.22, 0.24]}})
+    text, figures = pool([a, b])
+    assert list(figures["methods"]["simclr"]["dev"]["per_base"]) == [str(a)]
+    assert "| SimCLR | 16.00 ± 1.00 | – | 16.00 ± 1.00 | 3 |" in text

@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 
 from ssps.demo.report import label
-from ssps.demo.seeds import gap_closed, pm, summarise
-from ssps.demo.verdict import GOAL_GAP, HEADLINE, MIN_SEEDS
+from ssps.demo.seeds import compare, gap_closed, pm, summarise
+from ssps.demo.verdict import HEADLINE, MIN_SEEDS, judgement
 from ssps.errors import SSPSError
 from ssps.utils.files import atomic_write_text
 
@@ -124,7 +124,9 @@ def pool(folders: list[Path]) -> tuple[str, dict]:
             for n in names:
                 runs |= _runs(results[n]["methods"], m, split, n)
             if runs:
-                per_base = {n: summarise([v for (f, _), v in runs.items() if f == n]) for n in names}
+                per_base = {
+                    n: summarise(v) for n in names if (v := [x for (f, _), x in runs.items() if f == n])
+                }
                 figures["methods"][m][split] = {"pooled": _pooled(runs), "per_base": per_base, "runs": runs}
     for cand, base in HEADLINE.items():
         if cand not in figures["methods"] or base not in figures["methods"]:
@@ -161,15 +163,8 @@ def _verdict(cand: str, base: str, comp: dict) -> str:
     )
     if min(ref["n"], comp["candidate"]["n"]) < MIN_SEEDS:
         return f"{head}: not judged, the goal needs ≥ {MIN_SEEDS} runs"
-    beyond = delta < 0 and abs(delta) > 2 * ref["std"]
-    if base != "simclr":
-        return f"{head}: goal (below {label(base)} by > 2 std) **{'met' if beyond else 'not met'}**"
-    gap = comp.get("gap_closed")
-    goal = f"below {label(base)} by > 2 std and ≥ {100 * GOAL_GAP:.0f} % of the gap to the oracle"
-    if gap is None:
-        return f"{head}; no oracle row, so the gap is unknown: not judged ({goal})"
-    met = "met" if beyond and gap >= GOAL_GAP else "not met"
-    return f"{head}, {round(100 * gap)} % of the gap to the oracle: goal ({goal}) **{met}**"
+    c = {**compare(comp["candidate"], ref), "gap_closed": comp.get("gap_closed")}
+    return head + judgement(base, label(base), c)
 
 
 def _markdown(figures: dict) -> str:
@@ -189,9 +184,8 @@ def _markdown(figures: dict) -> str:
         for m, entry in figures["methods"].items():
             if split not in entry:
                 continue
-            cells = [
-                pm(entry[split]["per_base"][n]) if entry[split]["per_base"][n]["n"] else "–" for n in names
-            ]
+            per_base = entry[split]["per_base"]  # a folder without this split's runs is left out of it
+            cells = [pm(per_base[n]) if n in per_base else "–" for n in names]
             pooled = entry[split]["pooled"]
             lines.append(f"| {label(m)} | " + " | ".join(cells) + f" | {pm(pooled)} | {pooled['n']} |")
         lines.append("")

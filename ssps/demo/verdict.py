@@ -13,6 +13,20 @@ MIN_SEEDS = 3
 HEADLINE = {"simclr_ssps": "simclr", "dino_ssps": "dino"}  # label-free row -> its baseline
 
 
+def judgement(base: str, base_label: str, c: dict) -> str:
+    """The end of a verdict line for comparison ``c`` (:func:`ssps.demo.seeds.compare`'s ``delta`` and
+    ``exceeds_spread``, plus ``gap_closed`` when ``base`` is SimCLR): the goal and whether it is met."""
+    beyond = c["delta"] < 0 and bool(c["exceeds_spread"])
+    if base != "simclr":
+        return f": goal (below {base_label} by > 2 std) **{'met' if beyond else 'not met'}**"
+    gap = c.get("gap_closed")
+    goal = f"below {base_label} by > 2 std and ≥ {100 * GOAL_GAP:.0f} % of the gap to the oracle"
+    if gap is None:
+        return f"; no oracle row, so the gap is unknown: not judged ({goal})"
+    met = "met" if beyond and gap >= GOAL_GAP else "not met"
+    return f", {round(100 * gap)} % of the gap to the oracle: goal ({goal}) **{met}**"
+
+
 def verdict_lines(methods: dict) -> list[str]:
     """The report's verdict section: one bullet per headline row that ran with its baseline; [] if none did.
 
@@ -29,19 +43,8 @@ def verdict_lines(methods: dict) -> list[str]:
         if seeds < MIN_SEEDS:
             lines.append(f"{head} ({seeds} seed{'s' if seeds > 1 else ''}): not judged, the goal needs ≥ 3")
             continue
-        beyond = c["delta"] < 0 and bool(c["exceeds_spread"])
         head += f" (twice {ref['label']}'s seed spread: {200 * c['reference_std']:.2f} pp)"
-        if base == "dino":
-            goal, met = f"below {ref['label']} by > 2 std", beyond
-        else:
-            gap = c.get("gap_closed")
-            goal = f"below {ref['label']} by > 2 std and ≥ {100 * GOAL_GAP:.0f} % of the gap to the oracle"
-            if gap is None:
-                lines.append(f"{head}; no oracle row, so the gap is unknown: not judged ({goal})")
-                continue
-            head += f", {round(100 * gap)} % of the gap to the oracle"
-            met = beyond and gap >= GOAL_GAP
-        lines.append(f"{head}: goal ({goal}) **{'met' if met else 'not met'}**")
+        lines.append(head + judgement(base, ref["label"], c))
     if not lines:
         return []
     scope = (
