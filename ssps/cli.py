@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "ssps.data.commands",
     "ssps.train.commands",
     "ssps.eval.commands",
+    "ssps.eval.backend",
     "ssps.export.commands",
     "ssps.info",
     "ssps.demo.commands",

@@ -227,8 +227,14 @@ def test_demo_supervised_and_pseudo_label_rows_end_to_end(tiny_corpus, tmp_path)
     rows = "simclr,simclr_ssps,supervised,simclr_ssps_pl"
     args = ["demo", "--corpus", str(tiny_corpus), "--out", str(out), "--rows", rows, "--rounds", "2"]
     budget = ["--steps", "2", "--base-epochs", "1", "--cont-epochs", "2", "--batch-size", "8"]
-    assert main([*args, *budget]) == 0
+    assert main([*args, *budget, "--backend"]) == 0
     methods = json.loads((out / "results.json").read_text())["methods"]
+    # --backend: every method again after the label-free back-end, compared within its own scoring.
+    assert {"simclr+wccn", "simclr_ssps+wccn", "supervised+wccn", "simclr_ssps_pl_r2+wccn"} <= set(methods)
+    after = methods["simclr_ssps_pl_r1+wccn"]["test"]
+    assert "vs_simclr+wccn" in after and "gap_closed_supervised" in after["vs_simclr+wccn"]
+    assert methods["simclr_ssps+wccn"]["per_seed"] != methods["simclr_ssps"]["per_seed"]
+    assert methods["simclr_ssps+wccn"]["steps"] == methods["simclr_ssps"]["steps"]
     assert {"supervised", "simclr_ssps_pl_r1", "simclr_ssps_pl_r2"} <= set(methods)
     assert "simclr_ssps_pl" not in methods  # reported per round
     chain = json.loads((out / "simclr_ssps_pl_s0" / "chain.json").read_text())
@@ -241,6 +247,7 @@ def test_demo_supervised_and_pseudo_label_rows_end_to_end(tiny_corpus, tmp_path)
     assert "gap_closed_supervised" in methods["simclr_ssps_pl_r1"]["test"]["vs_simclr"]
     report = (out / "report.md").read_text()
     assert "## Pseudo-labels per round" in report and "| supervised (labels: upper bound) | 1 |" in report
+    assert "| SimCLR + SSPS (label-free" in report and "+ WCCN back-end (label-free) | 1 |" in report
 
 
 def test_demo_settings_reach_every_training_job_before_the_rows_own(tmp_path):

@@ -91,6 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep finished jobs made by the same resolved config, whatever code version made them",
     )
+    p.add_argument(
+        "--backend",
+        action="store_true",
+        help="also report every method after the label-free augmentation-WCCN back-end (ssps backend; "
+        "about 40 CPU s more per model)",
+    )
     p.set_defaults(func=run_demo)
 
 
@@ -254,7 +260,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 checkpoints[method] = {s: Path(c["rounds"][r]["model"]) for s, c in chains[name].items()}
             continue
         checkpoints[name] = {s: results[job_name(name, s)].checkpoint for s in range(budget_cfg.seeds)}
-    methods, scores = evaluate_runs(checkpoints, corpus, out)
+    methods, scores = evaluate_runs(checkpoints, corpus, out, backend=args.backend)
     for name, per_seed in chains.items():
         add_cluster_quality(methods, round_names(name, budget_cfg.rounds), per_seed)
     budget["evaluation_seconds"] = round(time.perf_counter() - t2, 1)

@@ -28,6 +28,9 @@ LIST_KEYS = {
     "no_siblings": "cross_session_no_siblings",
 }
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
+# A method scored after the label-free augmentation-WCCN back-end (ssps/eval/backend.py) is reported as
+# its own method, NAME + BACKEND, and compared with its family's baseline scored the same way.
+BACKEND = "+wccn"
 
 
 def _epoch_records(run_dir: Path) -> list[dict]:
@@ -50,15 +53,34 @@ class Split:
 
     def evaluate(self, embedder) -> tuple[np.ndarray, dict[str, dict]]:
         _, emb = embed_files(embedder, self.paths, self.ids, progress=False)
+        return emb, self.score(emb)
+
+    def score(self, emb: np.ndarray) -> dict[str, dict]:
         table = Embeddings(self.ids, emb)
-        return emb, {key: score_list(table, tr) for key, tr in self.trials.items()}
+        return {key: score_list(table, tr) for key, tr in self.trials.items()}
 
 
-def evaluate_models(models: dict[str, Path], corpus: Path, out: Path) -> tuple[dict, dict]:
+def _with_backend(entry: dict, emb_by_split: dict, splits: list, backend, test, speakers, sessions) -> dict:
+    """``entry`` again with every split scored after ``backend`` (the similarity analysis on test too)."""
+    out = {k: v for k, v in entry.items() if k not in ("test", "dev", "similarity")}
+    for split in splits:
+        y = backend.apply(emb_by_split[split.name])
+        out[split.name] = {key: brief(r) for key, r in split.score(y).items()}
+        if split is test:
+            out["similarity"] = similarity_analysis(y, speakers, sessions)
+    return out
+
+
+def evaluate_models(
+    models: dict[str, Path], corpus: Path, out: Path, backend: bool = False
+) -> tuple[dict, dict]:
     """{job: {"test": {list: metrics}, "dev": ..., "similarity", "steps", "ssps_epochs"}} and the test
-    scores per list and job (for the DET curves). ``random_init`` is an untrained copy of the first model."""
+    scores per list and job (for the DET curves). ``random_init`` is an untrained copy of the first model.
+    With ``backend``, every trained model also gets ``method+wccn/seed``: its figures after the label-free
+    augmentation-WCCN back-end fitted on ``train.tsv``'s audio with the model's own augmentation."""
     from ssps.checkpoint import load_embedder
     from ssps.embedder import Embedder
+    from ssps.eval.backend import backend_for
 
     splits = [Split(corpus, "test")] + ([Split(corpus, "dev")] if (corpus / "dev.tsv").is_file() else [])
     test = splits[0]
@@ -72,10 +94,12 @@ def evaluate_models(models: dict[str, Path], corpus: Path, out: Path) -> tuple[d
             torch.manual_seed(0)
             embedder = Embedder(cfg).eval()
         else:
-            embedder, _ = load_embedder(models[name])
+            embedder, model_cfg = load_embedder(models[name])
         entry: dict = {}
+        emb_by_split = {}
         for split in splits:
             emb, results = split.evaluate(embedder)
+            emb_by_split[split.name] = emb
             entry[split.name] = {key: brief(r) for key, r in results.items()}
             if split is test:
                 save_embeddings(out / "embeddings" / f"{name}.npz", split.ids, emb, {"model": name})
@@ -87,6 +111,12 @@ def evaluate_models(models: dict[str, Path], corpus: Path, out: Path) -> tuple[d
             entry["steps"] = epochs[-1]["step"] if epochs else 0
             entry["ssps_epochs"] = [r for r in epochs if r.get("phase") == "on"]
         entries[name] = entry
+        if backend and name != "random_init":
+            fitted = backend_for(models[name], embedder, model_cfg, corpus / "train.tsv", progress=False)
+            method, seed = name.split("/")
+            entries[f"{method}{BACKEND}/{seed}"] = _with_backend(
+                entry, emb_by_split, splits, fitted, test, speakers, sessions
+            )
     np.savez(out / "embeddings" / "_labels.npz", speakers=speakers, sessions=sessions)
     return entries, test_scores
 
@@ -186,29 +216,45 @@ def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str])
                 c["gap_closed"] = gap_closed(
                     mine["mean"], ref["mean"], methods[top][split]["cross_session"]["stats"]["eer"]["mean"]
                 )
-            if "supervised" in methods and split in methods["supervised"]:
-                sup = methods["supervised"][split]["cross_session"]["stats"]["eer"]["mean"]
+            sup_name = "supervised" + _suffix(name)
+            if sup_name in methods and split in methods[sup_name]:
+                sup = methods[sup_name][split]["cross_session"]["stats"]["eer"]["mean"]
                 c["gap_closed_supervised"] = gap_closed(mine["mean"], ref["mean"], sup)
             m[split]["vs_" + base] = c
 
 
-def evaluate_runs(checkpoints: dict[str, dict[int, Path]], corpus: Path, out: Path) -> tuple[dict, dict]:
-    """``checkpoints``: method -> {seed: checkpoint} (bases have the single seed 0).
+def family_of(name: str) -> str:
+    """The baseline a method is compared with: its family's, scored the same way (``simclr_ssps+wccn`` ->
+    ``simclr+wccn``)."""
+    return name.removesuffix(BACKEND).split("_")[0] + _suffix(name)
+
+
+def _suffix(name: str) -> str:
+    return BACKEND if name.endswith(BACKEND) else ""
+
+
+def evaluate_runs(
+    checkpoints: dict[str, dict[int, Path]], corpus: Path, out: Path, backend: bool = False
+) -> tuple[dict, dict]:
+    """``checkpoints``: method -> {seed: checkpoint} (bases have the single seed 0); ``backend``: also each
+    method scored after the label-free back-end, as ``method+wccn``.
 
     Returns the methods' aggregated entries (plus ``random_init``) and the seed-0 test scores per list
     and method, for the DET curves.
     """
     flat = {f"{name}/{seed}": path for name, seeds in checkpoints.items() for seed, path in seeds.items()}
-    entries, scores = evaluate_models(flat, corpus, out)
+    entries, scores = evaluate_models(flat, corpus, out, backend)
     methods = {"random_init": aggregate({0: entries["random_init"]})}
-    for name, seeds in checkpoints.items():
-        methods[name] = aggregate({seed: entries[f"{name}/{seed}"] for seed in seeds})
+    for suffix in ("", BACKEND) if backend else ("",):
+        for name, seeds in checkpoints.items():
+            methods[name + suffix] = aggregate({seed: entries[f"{name}{suffix}/{seed}"] for seed in seeds})
     baselines = {
-        n: n.split("_")[0]
+        n: family_of(n)
         for n in methods
-        if n not in ("random_init", "supervised") and not n.endswith("_base")
+        if n.removesuffix(BACKEND) not in ("random_init", "supervised")
+        and not n.removesuffix(BACKEND).endswith("_base")
     }
-    upper = {n: f"{n.split('_')[0]}_oracle" for n in baselines}
+    upper = {n: family_of(n).removesuffix(BACKEND) + "_oracle" + _suffix(n) for n in baselines}
     comparisons(methods, baselines, upper)
     seed0 = {
         key: {n.split("/")[0]: v for n, v in by_job.items() if n.endswith("/0") or n == "random_init"}

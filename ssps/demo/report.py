@@ -54,7 +54,9 @@ def _round_of(name: str) -> tuple[str, int] | None:
 
 
 def label(name: str) -> str:
-    """A method's label in the report; a chain round is its row's label with ', round r'."""
+    """A method's label in the report (', round r' for a chain round; NAME+wccn: the back-end named)."""
+    if name.endswith("+wccn"):
+        return label(name.removesuffix("+wccn")) + " + WCCN back-end (label-free)"
     chain = _round_of(name)
     return f"{LABELS[chain[0]]}, round {chain[1]}" if chain else LABELS.get(name, name)
 
@@ -139,9 +141,9 @@ def _plot_projection(out: Path, names: list[str], path: Path) -> None:
         fig.savefig(f, format="png", dpi=110)
 
 
-def _order(name: str) -> tuple[int, int]:
-    row, r = _round_of(name) or (name, 0)
-    return (list(LABELS).index(row) if row in LABELS else len(LABELS)), r
+def _order(name: str) -> tuple[int, int, int]:
+    row, r = _round_of(plain := name.removesuffix("+wccn")) or (plain, 0)
+    return int(plain != name), (list(LABELS).index(row) if row in LABELS else len(LABELS)), r
 
 
 def _cell(entry: dict, split: str, key: str, metric: str = "eer") -> str:

@@ -18,6 +18,7 @@ from ssps.config import to_dict
 from ssps.data.trials import check_files, check_paths, read_trials, resolve_files
 from ssps.errors import SSPSError
 from ssps.eval import metrics
+from ssps.eval.backend import load_backend
 from ssps.eval.embed import Embeddings, embed_files, load_embeddings, save_embeddings
 from ssps.eval.score import read_scores, score_trials, write_scores
 from ssps.utils.files import atomic_write_text, sha256
@@ -82,6 +83,7 @@ def evaluate(
     top_k: int = 300,
     max_trials: int = 0,
     progress: bool = True,
+    backend: str | Path | None = None,
 ) -> dict[str, Any]:
     """Embed the files a trial list names, score the trials, compute the metrics.
 
@@ -98,6 +100,7 @@ def evaluate(
         top_k: AS-norm cohort size per utterance.
         max_trials: if > 0, a fixed random subset (seed 0) of this many trials, for quick validation.
         progress: show a progress bar while embedding.
+        backend: a back-end file (``ssps backend``): embeddings and cohort go through it before scoring.
 
     Returns:
         The metrics dict (see :func:`compute_metrics`), plus the trial list path and checkpoint checksum.
@@ -109,6 +112,7 @@ def evaluate(
         )
     check_files(trials, root)  # before loading anything heavy
     cohort_emb = load_embeddings(cohort) if cohort else None
+    back = load_backend(backend) if backend else None
     if isinstance(checkpoint_or_embedder, nn.Module):
         embedder = checkpoint_or_embedder
         dev = next(embedder.parameters()).device if device in (None, "auto") else resolve_device(device)
@@ -126,9 +130,11 @@ def evaluate(
     finally:
         embedder.to(home).train(was_training)
     emb = Embeddings(ids, vectors, meta)
-    scores = score_trials(emb, trials, cohort_emb, top_k)
+    scores = _score(emb, trials, cohort_emb, top_k, back, cohort)
     results = compute_metrics(scores, trials.labels, trials.sha256)
     results.update(trials=str(trials.path), checkpoint_sha256=meta["checkpoint_sha256"])
+    if back is not None:
+        results["backend_sha256"] = sha256(backend)
     if cohort:
         results["as_norm_top_k"] = top_k
     if out_dir is not None:
@@ -141,6 +147,13 @@ def evaluate(
         write_scores(out / "scores.txt", trials, scores, header)
         _write_json(out / "results.json", results)  # last: its presence means the run finished
     return results
+
+
+def _score(emb, trials, cohort, top_k: int, backend, cohort_path=None) -> np.ndarray:
+    if backend is not None:
+        emb = backend.table(emb, "trial embeddings")
+        cohort = backend.table(cohort, str(cohort_path)) if cohort is not None else None
+    return score_trials(emb, trials, cohort, top_k)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -171,8 +184,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     emb = load_embeddings(args.embeddings)
     trials = read_trials(args.trials)
     cohort = load_embeddings(args.cohort) if args.cohort else None
-    scores = score_trials(emb, trials, cohort, args.top_k)
+    back = load_backend(args.backend) if args.backend else None
+    scores = _score(emb, trials, cohort, args.top_k, back, args.cohort)
     header = {"embeddings_sha256": sha256(args.embeddings)}
+    if back is not None:
+        header["backend_sha256"] = sha256(args.backend)
     if cohort is not None:
         header.update(as_norm_top_k=str(args.top_k), cohort_sha256=sha256(args.cohort))
     write_scores(args.out, trials, scores, header)
@@ -200,15 +216,9 @@ def default_eval_dir(checkpoint: str | Path, trials: str | Path) -> Path:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_eval_dir(args.checkpoint, args.trials)
+    a = args
     results = evaluate(
-        args.checkpoint,
-        args.trials,
-        args.data,
-        out,
-        args.batch_size,
-        args.device,
-        args.cohort,
-        args.top_k,
+        a.checkpoint, a.trials, a.data, out, a.batch_size, a.device, a.cohort, a.top_k, backend=a.backend
     )
     print(summary_line(results))
     print(f"results: {out / 'results.json'}")
@@ -222,7 +232,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     check_paths([Path(args.a), Path(args.b)], "verify")
     onnx = exported_format(args.checkpoint) == "onnx"
     device = torch.device("cpu") if onnx and args.device == "auto" else resolve_device(args.device)
-    verifier = Verifier.from_checkpoint(args.checkpoint, device=device)
+    verifier = Verifier.from_checkpoint(args.checkpoint, device=device, backend=args.backend)
     score = verifier.score(args.a, args.b)
     if args.threshold is None:
         print(f"score {score:.6f} (cosine; no --threshold given, so no decision)")
@@ -251,6 +261,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output score file")
     p.add_argument("--cohort", help="cohort embeddings .npz: turns on AS-norm")
     p.add_argument("--top-k", type=int, default=300, help="AS-norm: top cohort scores kept")
+    p.add_argument("--backend", help="back-end file from `ssps backend` (label-free WCCN) before scoring")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("metrics", help="EER and minDCF (p_target 0.01 and 0.05) of a score file")
@@ -267,6 +278,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cohort", help="cohort embeddings .npz: turns on AS-norm")
     p.add_argument("--top-k", type=int, default=300)
+    p.add_argument("--backend", help="back-end file from `ssps backend` (label-free WCCN) before scoring")
     add_model_args(p)
     p.set_defaults(func=cmd_eval)
 
@@ -277,5 +289,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", metavar="A.wav")
     p.add_argument("b", metavar="B.wav")
     p.add_argument("--threshold", type=float, help="accept when the cosine score >= this")
+    p.add_argument("--backend", help="back-end file from `ssps backend` for this model")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(func=cmd_verify)

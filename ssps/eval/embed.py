@@ -63,7 +63,8 @@ class Embeddings:
 
 
 @torch.inference_mode()
-def _embed_batch(embedder: nn.Module, wavs: list[np.ndarray], device: torch.device) -> np.ndarray:
+def embed_batch(embedder: nn.Module, wavs: list[np.ndarray], device: torch.device) -> np.ndarray:
+    """B waveforms -> (B, D) float32 raw embeddings; unequal lengths go padded, with their lengths."""
     if all(len(w) == len(wavs[0]) for w in wavs):
         x = torch.from_numpy(np.stack(wavs)).to(device)  # (B, N)
         return embedder(x).float().cpu().numpy()  # (B, D)
@@ -125,7 +126,7 @@ def embed_files(
 
     def flush() -> None:
         try:
-            emb = _embed_batch(embedder, wavs, device)
+            emb = embed_batch(embedder, wavs, device)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise SSPSError(f"{paths[batch[0]]}: the model failed on this utterance ({first})") from None

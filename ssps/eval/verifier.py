@@ -29,6 +29,7 @@ class Verifier:
         sample_rate: the model's input rate.
         min_samples: the shortest utterance the model accepts.
         device: where a torch model runs.
+        backend: a label-free scoring back-end (:mod:`ssps.eval.backend`) applied before the cosine.
     """
 
     def __init__(
@@ -37,7 +38,9 @@ class Verifier:
         sample_rate: int,
         min_samples: int,
         device: str | torch.device = "cpu",
+        backend=None,
     ):
+        self.backend = backend
         self.device = torch.device(device)
         if isinstance(embedder, nn.Module):
             embedder = embedder.to(self.device).eval()
@@ -46,20 +49,26 @@ class Verifier:
         self.min_samples = min_samples
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Verifier:
-        """Load any ssps checkpoint, or a model written by ``ssps export`` (``.onnx`` or TorchScript).
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", backend: str | Path | None = None
+    ) -> Verifier:
+        """Load any ssps checkpoint, or a model written by ``ssps export`` (``.onnx`` or TorchScript);
+        ``backend``: a file from ``ssps backend`` for the same model.
 
-        SSPSError if the file is missing, corrupt or neither. ONNX models run on the CPU.
+        SSPSError if a file is missing, corrupt or neither. ONNX models run on the CPU.
         """
+        from ssps.eval.backend import load_backend
         from ssps.export.runtime import ExportedModel, exported_format
+
+        back = load_backend(backend) if backend else None
 
         if exported_format(path) is not None:
             model = ExportedModel(path, device=device)
-            return cls(model.embed_waveforms, model.sample_rate, model.min_samples, device)
+            return cls(model.embed_waveforms, model.sample_rate, model.min_samples, device, back)
         from ssps.checkpoint import load_embedder
 
         embedder, cfg = load_embedder(path, device=device)
-        return cls(embedder, cfg.features.sample_rate, embedder.features.n_fft // 2 + 1, device)
+        return cls(embedder, cfg.features.sample_rate, embedder.features.n_fft // 2 + 1, device, back)
 
     @torch.inference_mode()
     def embed(self, audio: np.ndarray | str | Path) -> np.ndarray:
@@ -92,6 +101,8 @@ class Verifier:
         (``threshold_eer`` in the results of ``ssps eval`` is a starting point).
         """
         ea, eb = self.embed(a).astype(np.float64), self.embed(b).astype(np.float64)
+        if self.backend is not None:
+            ea, eb = self.backend.apply(np.stack([ea, eb])).astype(np.float64)
         denom = max(np.linalg.norm(ea) * np.linalg.norm(eb), 1e-12)
         return float(np.dot(ea, eb) / denom)
 

@@ -57,6 +57,10 @@ class PseudoLabelConfig:
     # Share of each pseudo-speaker's utterances written out: those closest (cosine) to its mean embedding;
     # the rest, the likeliest to be another speaker, are left out of the supervised training. 1 = all.
     keep: float = 1.0
+    # Cluster the embeddings after the label-free augmentation-WCCN back-end (ssps/eval/backend.py), fitted
+    # on the manifest's audio with the checkpoint's augmentation: what augmentation moves is whitened away.
+    wccn: bool = False
+    wccn_views: int = 4
     seed: int = 0
 
 

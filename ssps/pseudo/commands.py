@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="write only this share of each pseudo-speaker's utterances, the closest to its mean (default 1)",
     )
+    p.add_argument(
+        "--wccn",
+        action="store_true",
+        default=None,
+        help="label-free: cluster after the augmentation-WCCN back-end (ssps backend), fitted on this audio",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)

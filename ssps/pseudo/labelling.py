@@ -56,6 +56,19 @@ def _embeddings(checkpoint: Path, manifest: Manifest, out: Path, device, batch_s
     return vectors
 
 
+def _wccn(checkpoint: Path, manifest_path, out: Path, vectors: np.ndarray, cfg, device) -> np.ndarray:
+    """The embeddings through the augmentation-WCCN back-end fitted on the manifest's audio (backend.npz)."""
+    from ssps.checkpoint import load_embedder
+    from ssps.eval.backend import backend_for, save_backend
+
+    embedder, model_cfg = load_embedder(checkpoint, device=device)
+    backend = backend_for(
+        checkpoint, embedder, model_cfg, manifest_path, views=cfg.wccn_views, seed=cfg.seed, device=device
+    )
+    save_backend(out / "backend.npz", backend)
+    return backend.apply(vectors, str(out / "embeddings.npz"))
+
+
 def _pool_sessions(manifest: Manifest, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) utterance embeddings -> (R, D) normalised mean per recording and the (N,) recording of each."""
     if not manifest.has_sessions:
@@ -142,6 +155,8 @@ def pseudo_label(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     vectors = _embeddings(checkpoint, manifest, out, device, batch_size)
+    if cfg.wccn:
+        vectors = _wccn(checkpoint, manifest_path, out, vectors, cfg, device)
     t_embed = time.perf_counter() - t0
     items, of_row = vectors, np.arange(n)
     if cfg.session_metadata and cfg.channel_groups:
