@@ -143,37 +143,17 @@ def test_cli_backend_then_eval_and_score(model, toy_corpus, tmp_path, capsys):
     assert "backend_sha256" in wccn and "backend_sha256" not in plain
     assert wccn["eer"] != plain["eer"]  # the back-end changed the scores
     emb = tmp_path / "wccn" / "embeddings.npz"
-    rc = main(
-        [
-            str(a)
-            for a in [
-                "score",
-                emb,
-                toy_corpus / "trials.txt",
-                "--out",
-                tmp_path / "s.txt",
-                "--backend",
-                tmp_path / "b.npz",
-            ]
-        ]
-    )
-    assert rc == 0 and "backend_sha256" in (tmp_path / "s.txt").read_text()
+
+    def score(out, backend):
+        return main(
+            [str(a) for a in ["score", emb, toy_corpus / "trials.txt", "--out", out, "--backend", backend]]
+        )
+
+    assert score(tmp_path / "s.txt", tmp_path / "b.npz") == 0
+    assert "backend_sha256" in (tmp_path / "s.txt").read_text()
     save_backend(tmp_path / "wrong.npz", Backend(np.zeros(8), np.eye(8)))
     capsys.readouterr()
-    rc = main(
-        [
-            str(a)
-            for a in [
-                "score",
-                emb,
-                toy_corpus / "trials.txt",
-                "--out",
-                tmp_path / "t.txt",
-                "--backend",
-                tmp_path / "wrong.npz",
-            ]
-        ]
-    )
+    rc = score(tmp_path / "t.txt", tmp_path / "wrong.npz")
     assert rc == 2 and "the back-end is for 8-d embeddings" in capsys.readouterr().err
     assert not (tmp_path / "t.txt").exists()
 
