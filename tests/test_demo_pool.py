@@ -106,3 +106,39 @@ def test_a_folder_without_one_splits_runs_shows_a_dash_there(tmp_path):
     text, figures = pool([a, b])
     assert list(figures["methods"]["simclr"]["dev"]["per_base"]) == [str(a)]
     assert "| SimCLR | 16.00 ± 1.00 | – | 16.00 ± 1.00 | 3 |" in text
+
+
+def test_back_end_rows_and_pseudo_label_rounds_are_paired_with_their_own_baselines(tmp_path):
+    """`ssps demo --backend` folders: each NAME+wccn is compared with its baseline's +wccn, the chain's
+    rounds with SimCLR, and the gap is also measured to supervised training scored the same way."""
+    folders = []
+    for b, offset in enumerate((0.0, 0.01, -0.01)):
+        simclr = [0.22 + offset + d for d in (-0.002, 0.0, 0.002)]
+        eers = {
+            "simclr": {"test": simclr},
+            "simclr_ssps": {"test": [v - 0.01 for v in simclr]},
+            "supervised": {"test": [0.16] * 3},
+            "simclr_ssps_pl_r1": {"test": [v + 0.02 for v in simclr]},
+            "simclr+wccn": {"test": [v - 0.05 for v in simclr]},
+            "simclr_ssps+wccn": {"test": [v - 0.07 for v in simclr]},
+            "supervised+wccn": {"test": [0.12] * 3},
+            "simclr_ssps_pl_r1+wccn": {"test": [v - 0.06 for v in simclr]},
+        }
+        folders.append(_folder(tmp_path, f"b{b}", b, eers))
+    text, figures = pool(folders)
+    assert figures["baselines"] == {
+        "simclr_ssps": "simclr",
+        "simclr_ssps_pl_r1": "simclr",
+        "simclr_ssps+wccn": "simclr+wccn",
+        "simclr_ssps_pl_r1+wccn": "simclr+wccn",
+    }
+    comps = {c: v["test"] for c, v in figures["comparisons"].items()}
+    assert comps["simclr_ssps+wccn"]["paired"]["mean"] == pytest.approx(-0.02)
+    # (0.17 - 0.15) / (0.17 - 0.12) of the back-end's gap; (0.22 - 0.21) / (0.22 - 0.16) by cosine
+    assert comps["simclr_ssps+wccn"]["gap_closed_supervised"] == pytest.approx(0.4)
+    assert comps["simclr_ssps"]["gap_closed_supervised"] == pytest.approx(1 / 6)
+    assert comps["simclr_ssps_pl_r1"]["gap_closed_supervised"] == pytest.approx(-1 / 3)
+    assert "gap_closed" not in comps["simclr_ssps"]  # no oracle row in these folders
+    assert "40 % of the gap to supervised" in text and "-33 % of the gap to supervised" in text
+    verdict = text.split("### Verdict")[1]
+    assert verdict.count("\n- ") == 1 and "vs SimCLR" in verdict  # the goal is judged on the headline only

@@ -8,7 +8,10 @@ several folders made with ``--set train.seed=B`` (one base seed each; the contin
 
 - each method's cross-session EER per base and pooled (mean ± std over all runs);
 - each headline comparison (SimCLR + SSPS vs SimCLR, DINO + SSPS vs DINO) paired by (base, seed): the mean
-  difference and its spread, the difference per base, and the share of the SimCLR -> oracle gap closed;
+  difference and its spread, the difference per base, and the share of the SimCLR -> oracle gap closed
+  (and of the SimCLR -> supervised gap where the folders have the supervised row); the same for the
+  pseudo-label rounds against SimCLR, and for every pair again after the scoring back-end
+  (``ssps demo --backend``: ``NAME+wccn`` against its baseline's ``+wccn``);
 - the project's goal (:mod:`ssps.demo.verdict`) judged on the pooled runs: below the baseline by more than
   twice the baseline's pooled spread, and (SimCLR) at least 30 % of the gap to the oracle.
 
@@ -23,6 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ssps.demo.evaluate import BACKEND
 from ssps.demo.report import label
 from ssps.demo.seeds import compare, gap_closed, pm, summarise
 from ssps.demo.verdict import HEADLINE, MIN_SEEDS, judgement
@@ -116,7 +120,7 @@ def pool(folders: list[Path]) -> tuple[str, dict]:
         for m in results[first]["methods"]
         if m != "random_init" and all(m in r["methods"] for r in results.values())
     ]
-    figures: dict = {"folders": names, "methods": {}, "comparisons": {}}
+    figures: dict = {"folders": names, "methods": {}, "comparisons": {}, "baselines": {}}
     for m in shared:
         figures["methods"][m] = {}
         for split in SPLITS:
@@ -128,11 +132,18 @@ def pool(folders: list[Path]) -> tuple[str, dict]:
                     n: summarise(v) for n in names if (v := [x for (f, _), x in runs.items() if f == n])
                 }
                 figures["methods"][m][split] = {"pooled": _pooled(runs), "per_base": per_base, "runs": runs}
-    for cand, base in HEADLINE.items():
-        if cand not in figures["methods"] or base not in figures["methods"]:
-            continue
+    figures["baselines"] = dict(_pairs(figures["methods"]))
+    for cand, base in figures["baselines"].items():
         figures["comparisons"][cand] = {split: _compare(figures, cand, base, split) for split in SPLITS}
     return _markdown(figures), _jsonable(figures)
+
+
+def _pairs(methods: dict) -> list[tuple[str, str]]:
+    """(candidate, baseline) of every comparison the pooled methods allow: the headline ones, the
+    pseudo-label rounds against SimCLR, and each again after the scoring back-end."""
+    pairs = [*HEADLINE.items(), *((m, "simclr") for m in methods if m.startswith("simclr_ssps_pl_r"))]
+    pairs += [(c + BACKEND, b + BACKEND) for c, b in pairs if not c.endswith(BACKEND)]
+    return [(c, b) for c, b in pairs if c in methods and b in methods]
 
 
 def _compare(figures: dict, cand: str, base: str, split: str) -> dict:
@@ -147,9 +158,13 @@ def _compare(figures: dict, cand: str, base: str, split: str) -> dict:
         for n in figures["folders"]
         if any(p[0] == n for p in pairs)
     }
-    oracle = figures["methods"].get("simclr_oracle", {}).get(split)
-    if base == "simclr" and oracle:
-        out["gap_closed"] = gap_closed(c["pooled"]["mean"], b["pooled"]["mean"], oracle["pooled"]["mean"])
+    suffix = BACKEND if base.endswith(BACKEND) else ""
+    if base.removesuffix(BACKEND) != "simclr":
+        return out
+    for key, upper in (("gap_closed", "simclr_oracle"), ("gap_closed_supervised", "supervised")):
+        bound = figures["methods"].get(upper + suffix, {}).get(split)
+        if bound:
+            out[key] = gap_closed(c["pooled"]["mean"], b["pooled"]["mean"], bound["pooled"]["mean"])
     return out
 
 
@@ -189,7 +204,9 @@ def _markdown(figures: dict) -> str:
             pooled = entry[split]["pooled"]
             lines.append(f"| {label(m)} | " + " | ".join(cells) + f" | {pm(pooled)} | {pooled['n']} |")
         lines.append("")
-        comps = [(c, HEADLINE[c], v[split]) for c, v in figures["comparisons"].items() if v.get(split)]
+        comps = [
+            (c, figures["baselines"][c], v[split]) for c, v in figures["comparisons"].items() if v.get(split)
+        ]
         if comps:
             lines.append("Paired differences (candidate − baseline, same base and seed), pp, per folder:\n")
             for cand, base, comp in comps:
@@ -197,11 +214,17 @@ def _markdown(figures: dict) -> str:
                     f"`{n}` {100 * s['mean']:+.2f}" + (f" ± {100 * s['std']:.2f}" if s["n"] > 1 else "")
                     for n, s in comp["per_base"].items()
                 )
-                lines.append(f"- {label(cand)} vs {label(base)}: {per}")
+                gaps = [
+                    f"{100 * comp[k]:.0f} % of the gap to {name}"
+                    for k, name in (("gap_closed", "the oracle"), ("gap_closed_supervised", "supervised"))
+                    if comp.get(k) is not None
+                ]
+                lines.append(f"- {label(cand)} vs {label(base)}: {per}" + "".join(f"; {g}" for g in gaps))
             lines.append("")
-        if split == "test" and comps:
+        judged = [(c, b, comp) for c, b, comp in comps if HEADLINE.get(c) == b]
+        if split == "test" and judged:
             lines += ["### Verdict on the project's goal, pooled over the bases\n"]
-            lines += [_verdict(cand, base, comp) for cand, base, comp in comps]
+            lines += [_verdict(cand, base, comp) for cand, base, comp in judged]
             lines.append("")
     return "\n".join(lines)
 

@@ -61,6 +61,9 @@ class PseudoLabelConfig:
     # on the manifest's audio with the checkpoint's augmentation: what augmentation moves is whitened away.
     wccn: bool = False
     wccn_views: int = 4
+    # Weight a of each utterance's median F0 beside its embedding (ssps/pseudo/prosody.py): the clustered
+    # cosine is (1 - a) cos(embeddings) + a cos(pitch angles); a set's pitch range spans pi. 0 = off.
+    pitch: float = 0.0
     seed: int = 0
 
 

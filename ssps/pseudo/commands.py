@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="label-free: cluster after the augmentation-WCCN back-end (ssps backend), fitted on this audio",
     )
+    p.add_argument(
+        "--pitch",
+        type=float,
+        help="label-free: weight in [0, 1) of each utterance's median F0 beside its embedding (default 0)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)

@@ -69,6 +69,20 @@ def _wccn(checkpoint: Path, manifest_path, out: Path, vectors: np.ndarray, cfg, 
     return backend.apply(vectors, str(out / "embeddings.npz"))
 
 
+def _with_pitch(checkpoint: Path, manifest: Manifest, vectors: np.ndarray, weight: float):
+    """The embeddings with each utterance's median F0 mixed in (ssps/pseudo/prosody.py), and how many
+    utterances had no voiced frame."""
+    from ssps.checkpoint import checkpoint_config, load_checkpoint
+    from ssps.pseudo.prosody import mix_pitch, utterance_pitch
+
+    rate = checkpoint_config(load_checkpoint(checkpoint), checkpoint).features.sample_rate
+    pitch = utterance_pitch([manifest.resolve(i) for i in range(len(manifest))], rate)
+    try:
+        return mix_pitch(vectors, pitch, weight), int(np.isnan(pitch).sum())
+    except SSPSError as e:
+        raise SSPSError(f"{manifest.source}: {e}") from None
+
+
 def _pool_sessions(manifest: Manifest, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) utterance embeddings -> (R, D) normalised mean per recording and the (N,) recording of each."""
     if not manifest.has_sessions:
@@ -157,6 +171,9 @@ def pseudo_label(
     vectors = _embeddings(checkpoint, manifest, out, device, batch_size)
     if cfg.wccn:
         vectors = _wccn(checkpoint, manifest_path, out, vectors, cfg, device)
+    unvoiced = None
+    if cfg.pitch:
+        vectors, unvoiced = _with_pitch(checkpoint, manifest, vectors, cfg.pitch)
     t_embed = time.perf_counter() - t0
     items, of_row = vectors, np.arange(n)
     if cfg.session_metadata and cfg.channel_groups:
@@ -199,6 +216,7 @@ def pseudo_label(
         "utterances": n,
         "num_pseudo_speakers": result.num_speakers,
         "kept": int(kept.sum()),
+        **({"unvoiced": unvoiced} if unvoiced is not None else {}),
         "selection": result.selection,
         "settings": asdict(cfg),
         "seconds": {"embed": round(t_embed, 2), "cluster": round(time.perf_counter() - t0, 2)},
