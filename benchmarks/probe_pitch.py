@@ -22,7 +22,8 @@ import numpy as np
 from ssps.checkpoint import load_embedder
 from ssps.data.manifest import read_manifest
 from ssps.eval.embed import embed_files
-from ssps.pseudo.cluster import PseudoLabelConfig, pseudo_labels
+from ssps.pseudo.cluster import pseudo_labels
+from ssps.pseudo.labelling import settings_from_args
 from ssps.pseudo.prosody import mix_pitch, utterance_pitch
 from ssps.pseudo.quality import cluster_quality
 
@@ -41,24 +42,17 @@ def main() -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--weights", default="0,0.1,0.2,0.3,0.5")
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--min-speakers", type=int, default=2)
-    p.add_argument("--max-speakers", type=int, default=0)
-    p.add_argument("--criterion", default="silhouette")
-    p.add_argument("--speakers", type=int, default=0, help="criterion=count: the number of clusters")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-speakers", type=int)
+    p.add_argument("--max-speakers", type=int)
+    p.add_argument("--criterion", choices=["silhouette", "threshold", "count"])
+    p.add_argument("--speakers", type=int, help="criterion=count: the number of clusters")
+    p.add_argument("--seed", type=int)
     args = p.parse_args()
     manifest = read_manifest(args.manifest)
     speakers = np.array([r.speaker for r in manifest.rows])
     paths = [manifest.resolve(i) for i in range(len(manifest))]
     ids = [r.utterance for r in manifest.rows]
-    cfg = PseudoLabelConfig(
-        clusters=args.clusters,
-        criterion=args.criterion,
-        speakers=args.speakers,
-        min_speakers=args.min_speakers,
-        max_speakers=args.max_speakers,
-        seed=args.seed,
-    )
+    cfg = settings_from_args(args)  # the clustering flags, as ssps pseudo-label reads them
     pitch = None
     for ckpt in args.checkpoints:
         embedder, _ = load_embedder(ckpt)
