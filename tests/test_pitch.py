@@ -92,4 +92,4 @@ def test_pitch_separates_speakers_that_a_random_model_cannot(toy_corpus, tmp_pat
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "bad"), "--pitch", "1.5"]) == 2
     assert "pitch=1.5 must be a weight in [0, 1)" in capsys.readouterr().err
-    assert not (tmp_path / "bad" / "quality.json").exists()
+    assert not (tmp_path / "bad").exists()  # refused before anything was embedded or written

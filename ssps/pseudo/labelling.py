@@ -161,6 +161,8 @@ def pseudo_label(
     out, checkpoint = Path(out_dir), Path(checkpoint)
     if not 0 < cfg.keep <= 1:
         raise SSPSError(f"pseudo-label: keep={cfg.keep} must be a fraction in (0, 1]")
+    if not 0 <= cfg.pitch < 1:  # checked before the embedding, not after it
+        raise SSPSError(f"pseudo-label: pitch={cfg.pitch} must be a weight in [0, 1)")
     manifest = read_manifest(manifest_path)
     n = len(manifest)
     k = cfg.clusters
