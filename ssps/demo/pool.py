@@ -141,8 +141,9 @@ def pool(folders: list[Path]) -> tuple[str, dict]:
 def _pairs(methods: dict) -> list[tuple[str, str]]:
     """(candidate, baseline) of every comparison the pooled methods allow: the headline ones, the
     pseudo-label rounds against SimCLR, and each again after the scoring back-end."""
-    pairs = [*HEADLINE.items(), *((m, "simclr") for m in methods if m.startswith("simclr_ssps_pl_r"))]
-    pairs += [(c + BACKEND, b + BACKEND) for c, b in pairs if not c.endswith(BACKEND)]
+    rounds = [m for m in methods if m.startswith("simclr_ssps_pl_r") and not m.endswith(BACKEND)]
+    pairs = [*HEADLINE.items(), *((m, "simclr") for m in rounds)]
+    pairs += [(c + BACKEND, b + BACKEND) for c, b in pairs]
     return [(c, b) for c, b in pairs if c in methods and b in methods]
 
 
