@@ -69,14 +69,19 @@ def _wccn(checkpoint: Path, manifest_path, out: Path, vectors: np.ndarray, cfg, 
     return backend.apply(vectors, str(out / "embeddings.npz"))
 
 
+def _sample_rate(checkpoint: Path) -> int:
+    """The sample rate the checkpoint's front end reads audio at."""
+    from ssps.checkpoint import checkpoint_config, load_checkpoint
+
+    return checkpoint_config(load_checkpoint(checkpoint), checkpoint).features.sample_rate
+
+
 def _with_pitch(checkpoint: Path, manifest: Manifest, vectors: np.ndarray, weight: float):
     """The embeddings with each utterance's median F0 mixed in (ssps/pseudo/prosody.py), and how many
     utterances had no voiced frame."""
-    from ssps.checkpoint import checkpoint_config, load_checkpoint
     from ssps.pseudo.prosody import mix_pitch, utterance_pitch
 
-    rate = checkpoint_config(load_checkpoint(checkpoint), checkpoint).features.sample_rate
-    pitch = utterance_pitch([manifest.resolve(i) for i in range(len(manifest))], rate)
+    pitch = utterance_pitch([manifest.resolve(i) for i in range(len(manifest))], _sample_rate(checkpoint))
     try:
         return mix_pitch(vectors, pitch, weight), int(np.isnan(pitch).sum())
     except SSPSError as e:
@@ -186,10 +191,7 @@ def pseudo_label(
             raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} recordings")
     groups = None
     if cfg.channel_groups:
-        from ssps.checkpoint import checkpoint_config, load_checkpoint
-
-        rate = checkpoint_config(load_checkpoint(checkpoint), checkpoint).features.sample_rate
-        groups = channel_groups(manifest, cfg.channel_groups, cfg.seed, rate)
+        groups = channel_groups(manifest, cfg.channel_groups, cfg.seed, _sample_rate(checkpoint))
         items, of_row = _pool(vectors, groups), groups
         if k > len(items):
             raise SSPSError(f"{manifest_path}: clusters={k} is more than the {len(items)} channel groups")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssps.errors import SSPSError
+from ssps.pseudo.cluster import normalise
 
 
 def utterance_pitch(paths, sample_rate: int) -> np.ndarray:
@@ -38,6 +39,6 @@ def mix_pitch(vectors: np.ndarray, log2_f0: np.ndarray, weight: float) -> np.nda
     pitch = np.where(known, log2_f0, np.median(log2_f0[known]))
     lo, hi = np.percentile(pitch, [1, 99])
     t = np.pi * np.clip((pitch - lo) / max(hi - lo, 1e-6), 0, 1)
-    x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    p = np.stack([np.cos(t), np.sin(t)], axis=1)
-    return np.concatenate([np.sqrt(1 - weight) * x, np.sqrt(weight) * p], axis=1).astype(np.float32)
+    x = np.sqrt(1 - weight) * normalise(vectors)
+    p = np.sqrt(weight) * np.stack([np.cos(t), np.sin(t)], axis=1)
+    return np.concatenate([x, p], axis=1).astype(np.float32)
