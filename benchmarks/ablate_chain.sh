@@ -29,14 +29,8 @@ else
   $PY -m ssps chain configs/chain.yaml init="$FROM/simclr_ssps_s${SEED}/latest.pt" train_manifest="$D/train.tsv" \
     rounds=1 "overrides=[$TRAIN]" pseudo.clusters=150 pseudo.seed="$SEED" final_labels=false "$@" --out "$OUT"
 fi
-$PY -m ssps eval "$MODEL" "$D/trials/dev_cross_session.txt" --data "$D/wav" --out "$OUT/eval_dev"
 if [ "${BACKEND:-0}" = 1 ]; then
-  $PY -m ssps backend "$MODEL" --manifest "$D/train.tsv" --out "$OUT/backend.npz"
-  $PY -m ssps eval "$MODEL" "$D/trials/cross_session.txt" --data "$D/wav" --out "$OUT/eval_test"
-  for split in dev test; do
-    list=cross_session.txt
-    [ "$split" = dev ] && list=dev_cross_session.txt
-    $PY -m ssps eval "$MODEL" "$D/trials/$list" --data "$D/wav" --backend "$OUT/backend.npz" \
-      --out "$OUT/eval_${split}_wccn"
-  done
+  CORPUS=$D PY=$PY bash "$(dirname "$0")/score_both.sh" "$MODEL" "$OUT"
+else
+  $PY -m ssps eval "$MODEL" "$D/trials/dev_cross_session.txt" --data "$D/wav" --out "$OUT/eval_dev"
 fi

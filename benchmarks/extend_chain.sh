@@ -25,11 +25,4 @@ print("\n".join(cmd))
 PY
 )
 "${CMD[@]}" > "$OUT/extend.log" 2>&1
-MODEL=$OUT/round_$ROUNDS/train/latest.pt
-$PY -m ssps backend "$MODEL" --manifest "$D/train.tsv" --out "$OUT/backend.npz"
-for split in dev test; do
-  list=cross_session.txt
-  [ "$split" = dev ] && list=dev_cross_session.txt
-  $PY -m ssps eval "$MODEL" "$D/trials/$list" --data "$D/wav" --out "$OUT/eval_$split"
-  $PY -m ssps eval "$MODEL" "$D/trials/$list" --data "$D/wav" --backend "$OUT/backend.npz" --out "$OUT/eval_${split}_wccn"
-done
+CORPUS=$D PY=$PY bash "$(dirname "$0")/score_both.sh" "$OUT/round_$ROUNDS/train/latest.pt" "$OUT"
