@@ -216,7 +216,7 @@ def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str])
                 c["gap_closed"] = gap_closed(
                     mine["mean"], ref["mean"], methods[top][split]["cross_session"]["stats"]["eer"]["mean"]
                 )
-            sup_name = "supervised" + _suffix(name)
+            sup_name = "supervised" + backend_suffix(name)
             if sup_name in methods and split in methods[sup_name]:
                 sup = methods[sup_name][split]["cross_session"]["stats"]["eer"]["mean"]
                 c["gap_closed_supervised"] = gap_closed(mine["mean"], ref["mean"], sup)
@@ -226,10 +226,11 @@ def comparisons(methods: dict, baselines: dict[str, str], upper: dict[str, str])
 def family_of(name: str) -> str:
     """The baseline a method is compared with: its family's, scored the same way (``simclr_ssps+wccn`` ->
     ``simclr+wccn``)."""
-    return name.removesuffix(BACKEND).split("_")[0] + _suffix(name)
+    return name.removesuffix(BACKEND).split("_")[0] + backend_suffix(name)
 
 
-def _suffix(name: str) -> str:
+def backend_suffix(name: str) -> str:
+    """``BACKEND`` when ``name`` is a method scored after the back-end, else ``""``."""
     return BACKEND if name.endswith(BACKEND) else ""
 
 
@@ -254,7 +255,7 @@ def evaluate_runs(
         if n.removesuffix(BACKEND) not in ("random_init", "supervised")
         and not n.removesuffix(BACKEND).endswith("_base")
     }
-    upper = {n: family_of(n).removesuffix(BACKEND) + "_oracle" + _suffix(n) for n in baselines}
+    upper = {n: family_of(n).removesuffix(BACKEND) + "_oracle" + backend_suffix(n) for n in baselines}
     comparisons(methods, baselines, upper)
     seed0 = {
         key: {n.split("/")[0]: v for n, v in by_job.items() if n.endswith("/0") or n == "random_init"}

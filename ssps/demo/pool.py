@@ -26,7 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ssps.demo.evaluate import BACKEND
+from ssps.demo.evaluate import BACKEND, backend_suffix
 from ssps.demo.report import label
 from ssps.demo.seeds import compare, gap_closed, pm, summarise
 from ssps.demo.verdict import HEADLINE, MIN_SEEDS, judgement
@@ -159,7 +159,7 @@ def _compare(figures: dict, cand: str, base: str, split: str) -> dict:
         for n in figures["folders"]
         if any(p[0] == n for p in pairs)
     }
-    suffix = BACKEND if base.endswith(BACKEND) else ""
+    suffix = backend_suffix(base)
     if base.removesuffix(BACKEND) != "simclr":
         return out
     for key, upper in (("gap_closed", "simclr_oracle"), ("gap_closed_supervised", "supervised")):
