@@ -103,6 +103,11 @@ class SupervisedConfig:
     # Sub-center AAM (Deng et al. 2020): K weight vectors per class, a class's cosine is the best of them, so
     # a class that merges several voices (noisy pseudo-speakers) need not pull them together. 1 = plain AAM.
     subcenters: int = 1
+    # Label-free instance term beside the AAM (pseudo-label rounds): weight of NT-Xent between two crops of
+    # each utterance, SimCLR's loss on the embeddings; 0 = off (one crop). It keeps every utterance apart
+    # from the others, which a pseudo-speaker merging two voices would otherwise pull together.
+    instance_weight: float = 0.0
+    instance_temperature: float = 0.03
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,65 @@ def test_subcenter_cosine_is_each_class_s_best_subcenter():
         Supervised(embedder, SupervisedConfig(subcenters=0), num_classes=3)
 
 
+def reference_nt_xent(a: np.ndarray, b: np.ndarray, t: float) -> float:
+    """SimCLR's NT-Xent from its definition: 2N unit vectors, each one's partner is its target (float64)."""
+    z = np.concatenate([a, b]).astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(a)
+    sim = z @ z.T / t
+    np.fill_diagonal(sim, -np.inf)
+    target = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    logp = (
+        sim
+        - np.log(np.exp(sim - sim.max(1, keepdims=True)).sum(1, keepdims=True))
+        - sim.max(1, keepdims=True)
+    )
+    return float(-logp[np.arange(2 * n), target].mean())
+
+
+def test_instance_term_adds_the_weighted_nt_xent_of_two_crops_to_the_aam_of_both():
+    from ssps.config import SupervisedConfig
+    from ssps.methods.supervised import Supervised
+    from ssps.train.steps import SupervisedSteps
+
+    torch.manual_seed(0)
+    embedder = torch.nn.Linear(6, 8)
+    embedder.encoder = SimpleNamespace(embed_dim=8)
+    s = SupervisedConfig(margin=0.2, scale=30.0, instance_weight=0.5, instance_temperature=0.1)
+    method = Supervised(embedder, s, num_classes=3)
+    cfg = SimpleNamespace(method=SimpleNamespace(supervised=s), train=SimpleNamespace(epochs=1))
+    steps = SupervisedSteps(method, cfg, labels=torch.tensor([0, 1, 2, 1, 0]), steps_per_epoch=4)
+    views, index = [torch.randn(4, 6), torch.randn(4, 6)], torch.tensor([4, 0, 3, 2])
+    anchors, positives, _ = steps.forward(method, views, index)
+    assert positives.tolist() == [0, 0, 1, 2, 0, 0, 1, 2]  # each crop keeps its utterance's class
+    with torch.no_grad():
+        loss = float(steps.loss(anchors, positives, 0.0))
+        cos = method(torch.cat(views)).numpy()
+        z1, z2 = embedder(views[0]).numpy(), embedder(views[1]).numpy()
+    want = reference_aam(cos, positives.numpy(), 0.2, 30.0) + 0.5 * reference_nt_xent(z1, z2, 0.1)
+    assert loss == pytest.approx(want, rel=1e-5)
+    plain = SupervisedSteps(
+        Supervised(embedder, SupervisedConfig(), 3), cfg, torch.tensor([0, 1, 2, 1, 0]), 4
+    )
+    cosine, labels, _ = plain.forward(plain.method, views[:1], index)  # off: one crop, AAM only
+    assert cosine.shape == (4, 3) and labels.tolist() == [0, 0, 1, 2]
+    with pytest.raises(SSPSError, match="instance_weight >= 0 and instance_temperature > 0, got -1.0"):
+        Supervised(embedder, SupervisedConfig(instance_weight=-1.0), num_classes=3)
+
+
+def test_instance_term_trains_on_two_crops_through_the_shared_trainer(toy_corpus, tmp_path):
+    from ssps.train.run import build_views
+
+    cfg = tiny_cfg(toy_corpus, *SUP, "train.epochs=2", "method.supervised.instance_weight=0.5")
+    assert [g.count for g in build_views(cfg, []).groups] == [2]
+    assert [g.count for g in build_views(tiny_cfg(toy_corpus, *SUP), []).groups] == [1]
+    latest = train(cfg, tmp_path / "run")
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r["loss"] for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and all(np.isfinite(epochs))
+    assert load_checkpoint(latest)["config"]["method"]["supervised"]["instance_weight"] == 0.5
+
+
 def test_supervised_init_from_an_ssl_checkpoint_takes_the_encoder_and_starts_at_epoch_0(toy_corpus, tmp_path):
     ssl = train(tiny_cfg(toy_corpus, "train.epochs=1"), tmp_path / "ssl")
     cfg = tiny_cfg(toy_corpus, *SUP, "train.epochs=1", f"train.init={ssl}", "optim.lr=0")

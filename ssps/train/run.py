@@ -45,7 +45,7 @@ def build_views(cfg: Config, train_paths: list[str], train_audio=None) -> Views:
     if m.name == "simclr":
         groups = [CropSpec(2, m.simclr.crop_seconds)]
     elif m.name == "supervised":
-        groups = [CropSpec(1, m.supervised.crop_seconds)]  # one labelled crop per utterance
+        groups = [CropSpec(1 + (m.supervised.instance_weight > 0), m.supervised.crop_seconds)]  # 2: NT-Xent
     else:
         groups = [
             CropSpec(m.dino.global_crops, m.dino.global_seconds),

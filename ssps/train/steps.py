@@ -103,6 +103,9 @@ class DINOSteps:
 class SupervisedSteps:
     """Supervised: anchors = (B, C) cosines of the one crop, positives = the (B,) classes of the rows.
 
+    With ``instance_weight`` > 0 there are two crops: anchors = ((2B, C) cosines, (B, D) and (B, D)
+    embeddings of each crop), positives = the classes twice.
+
     ``labels`` (N,) maps a dataset index to its class (the data layer's speaker table); the margin
     follows its warm-up schedule, indexed by the global step like every schedule.
     """
@@ -122,14 +125,21 @@ class SupervisedSteps:
         return (embed_dim,)
 
     def forward(self, model: nn.Module, views: list[torch.Tensor], index: torch.Tensor | None = None):
-        cosine = model(views[0])
-        labels = self.labels.to(cosine.device)[index]
-        return cosine, labels, None
+        labels = self.labels.to(views[0].device)[index]
+        if len(views) == 1:
+            return model(views[0]), labels, None
+        # Two crops (instance_weight > 0): one forward; anchors = (cosines of both, embeddings of each).
+        cosine, emb = model(torch.cat(views[:2]), with_embeddings=True)
+        return (cosine, *emb.chunk(2)), labels.repeat(2), None
 
     def loss(
         self, anchors, positives, teacher_temperature: float, update_center: bool = True, step: int = 0
     ) -> torch.Tensor:
-        return self.method.loss(anchors, positives, float(self.margin[min(step, len(self.margin) - 1)]))
+        margin = float(self.margin[min(step, len(self.margin) - 1)])
+        if isinstance(anchors, tuple):
+            cosine, first, second = anchors
+            return self.method.loss(cosine, positives, margin, pair=(first, second))
+        return self.method.loss(anchors, positives, margin)
 
 
 STEPS = {"simclr": SimCLRSteps, "dino": DINOSteps, "supervised": SupervisedSteps}
