@@ -144,6 +144,7 @@ def test_demo_plan_adds_a_supervised_upper_bound_and_a_chain_after_each_ssps_see
     )
     inner = next(o for o in chain.overrides if o.startswith("overrides="))
     assert "train.epochs=8" in inner and "dev_cross_session.txt" in inner and "train.seed=1" in inner
+    assert "method.supervised.instance_weight=1.0" in inner  # the dev-chosen instance term
     with pytest.raises(SSPSError, match="simclr_ssps_pl starts from simclr_ssps's models; add simclr_ssps"):
         plan(tmp_path, ("simclr", "simclr_ssps_pl"), budget)
     with pytest.raises(SSPSError, match="--rounds: expected a positive"):

@@ -122,6 +122,8 @@ def _chain_job(name: str, row: Row, seed: int, corpus: Path, data: list[str], bu
         f"train.seed={seed}",
         "train.threads=1",
         "method.supervised.margin_warmup_epochs=2",
+        # The label-free instance term, chosen on dev (docs/experiments.md, section 20).
+        "method.supervised.instance_weight=1.0",
     ]
     # A chain override list is one YAML value: [a=b,c=d]. No element may hold a comma.
     overrides = (

@@ -259,7 +259,7 @@ def write_report(summary: dict, scores: dict, corpus: Path, out: Path) -> str:
         "share of the baseline-to-oracle gap closed. The oracle reads the speaker labels: an upper bound, "
         "not a method; '+ session metadata' reads the recording ids. 'supervised' trains AAM-softmax on "
         "the true speakers from scratch for the base's plus a continuation's steps; a pseudo-label round "
-        "trains it on pseudo-speakers, from the previous model, for a continuation's steps.\n"
+        "trains it on pseudo-speakers from the previous model for a continuation's steps, plus NT-Xent.\n"
     )
     lines.append("## Test lists (speakers never seen in training or in any choice): the reported figures\n")
     lines.append(test_table + "\n")
